@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seg2vid_jax.models import Img2Vid, VGG19Features
+from seg2vid_jax.models import Img2Vid, VGG19Features, example_inputs
 
 VARIANTS = ('w_mask', 'two_path')
 _IGNORED_SUFFIX = 'num_batches_tracked'
@@ -90,16 +90,6 @@ def fill_variables(template, state_dict: Mapping[str, np.ndarray], prefix: str =
     filled[path] = jnp.asarray(np.ascontiguousarray(value))
     used.add(key)
   return flax.traverse_util.unflatten_dict(filled), used
-
-
-def example_inputs(model: Img2Vid, batch: int = 1):
-  """Zero inputs of the right shapes for `model.init` (a full clip, so every module exists)."""
-  h, w = model.image_size
-  video = jnp.zeros((batch, model.num_predicted_frames + 1, h, w, model.channels))
-  labels = jnp.zeros((batch, h, w, model.num_classes))
-  noise = jnp.zeros((batch, h, w, model.channels))
-  z = jnp.zeros((batch,) + model.latent_shape)
-  return video, labels, noise, z
 
 
 def from_torch(state_dict, variant: str, image_size: Tuple[int, int]) -> Tuple[Img2Vid, Any]:

@@ -1,0 +1,150 @@
+"""The Img2Vid model: published sizes, and the behaviour of its forward pass."""
+
+import functools
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seg2vid_jax.models import Img2Vid, VGG19Features, example_inputs, init_variables
+from seg2vid_jax.models.img2vid import RefineNet
+from seg2vid_jax.ops import warp
+
+# MODEL.md, "Parameter counts of the published model" (trainable, VGG excluded).
+PUBLISHED = dict(encoder=700_832, flow_decoder=2_113_280, zconv=184_384, fc=1_049_600,
+                 flownext=64_946, flowprev=64_946, get_mask=64_946, refine_net=51_719_299)
+PUBLISHED_W_MASK = dict(PUBLISHED, motion_net=2_597_120)
+PUBLISHED_TWO_PATH = dict(PUBLISHED, motion_net_bg=1_542_912, motion_net_fg=1_541_888)
+# A small configuration for CPU tests: 64x64, four refinement levels, narrow layers.
+SMALL = dict(image_size=(64, 64), encoder_widths=(16, 32, 64, 128),
+             motion_widths=(16, 32, 32, 64, 64), latent_channels=16, z_dim=256,
+             code_channels=8, head_width=8, refine_widths=(16, 32, 64, 64),
+             refine_depths=(1, 1, 1, 1), refine_bottleneck=64)
+
+
+def count(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def param_shapes(model):
+  return jax.eval_shape(lambda: model.init(jax.random.key(0),
+                                           *example_inputs(model)))['params']
+
+
+@pytest.mark.parametrize('two_path,table,total', [
+    (False, PUBLISHED_W_MASK, 58_559_353), (True, PUBLISHED_TWO_PATH, 59_047_033)])
+def test_published_parameter_counts_module_by_module(two_path, table, total):
+  params = param_shapes(Img2Vid(image_size=(128, 256), two_path=two_path))
+  assert {name: count(p) for name, p in params.items()} == table
+  assert count(params) == total
+
+
+def test_vgg_features_used_by_the_loss():
+  """conv1_1 ... conv4_4: MODEL.md's 20,024,384 counts all of torchvision's `features`,
+  whose conv5 block (4 x 2,359,808 parameters) the loss never reaches."""
+  params = jax.eval_shape(lambda: VGG19Features().init(jax.random.key(0),
+                                                       jnp.zeros((1, 32, 32, 3))))
+  assert count(params) == 20_024_384 - 4 * 2_359_808
+
+
+@functools.lru_cache(maxsize=None)
+def small_model(two_path=False, **overrides):
+  model = Img2Vid(**dict(SMALL, two_path=two_path, **overrides))
+  variables = init_variables(model, jax.random.key(0), 2)
+  return model, variables
+
+
+def apply(model, *args, **kwargs):
+  """model.apply under jit (the tests would spend their time dispatching ops otherwise)."""
+  return jax.jit(model.apply, static_argnames=('train', 'mutable'))(*args, **kwargs)
+
+
+def small_inputs(seed=0):
+  rng = np.random.default_rng(seed)
+  video = jnp.asarray(rng.uniform(0, 1, (2, 5, 64, 64, 3)), jnp.float32)
+  labels = jax.nn.one_hot(rng.integers(0, 20, (2, 64, 64)), 20)
+  noise = jnp.asarray(rng.standard_normal((2, 64, 64, 3)), jnp.float32)
+  return video, labels, noise
+
+
+@pytest.mark.parametrize('two_path', [False, True])
+def test_outputs_are_consistent_with_the_published_definition(two_path):
+  model, variables = small_model(two_path)
+  video, labels, noise = small_inputs()
+  out = apply(model, variables, video, labels, noise, rngs={'latent': jax.random.key(1)})
+  assert out['mu'].shape == out['logvar'].shape == out['z'].shape == (2, 1, 256)
+  # warped_k = warp(I0, f_k · m_fw,k), recomputed independently of the model.
+  i0 = jnp.broadcast_to(video[:, :1], out['warped'].shape)
+  np.testing.assert_allclose(np.asarray(out['warped']),
+                             np.asarray(warp(i0, out['flow'] * out['mask_fw'][..., None])),
+                             atol=1e-6)
+  for name in ('refined', 'mask_fw', 'mask_bw'):
+    assert 0 <= float(out[name].min()) and float(out[name].max()) <= 1, name
+  assert out['flow'].shape == (2, 4, 64, 64, 2)
+
+
+def test_latent_sampling_posterior_and_prior():
+  model, variables = small_model()
+  video, labels, noise = small_inputs()
+  rngs = {'latent': jax.random.key(3)}
+  # Generation: one frame, no motion encoder, z = eps ~ N(0, I) from the 'latent' rng.
+  gen = apply(model, variables, video[:, :1], labels, noise, rngs=rngs)
+  assert gen['mu'] is None
+  eps = np.asarray(gen['z'])
+  assert abs(eps.mean()) < 0.15 and abs(eps.std() - 1) < 0.1
+  again = apply(model, variables, video[:, :1], labels, noise, rngs=rngs)
+  np.testing.assert_array_equal(np.asarray(gen['refined']), np.asarray(again['refined']))
+  # Training: the posterior z = mu + exp(logvar / 2)·eps with the same eps draw.
+  train_out, _ = apply(model, variables, video, labels, noise, train=True, rngs=rngs,
+                       mutable=('batch_stats',))
+  posterior = train_out['mu'] + jnp.exp(0.5 * train_out['logvar']) * eps
+  np.testing.assert_allclose(np.asarray(train_out['z']), np.asarray(posterior), atol=1e-5)
+
+
+def test_remat_refine_changes_memory_not_numbers():
+  """nn.remat of the refinement U-Net (the memory option) gives the same gradients."""
+  x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 3)), jnp.float32)
+  plain = RefineNet((8, 16, 16), (1, 1, 1), 16, bn_groups=2)
+  remat = nn.remat(RefineNet, static_argnums=(2,))((8, 16, 16), (1, 1, 1), 16, bn_groups=2)
+  with jax.threefry_partitionable(False):  # Compiles much faster; see init_variables.
+    variables = jax.jit(plain.init, static_argnums=2)(jax.random.key(0), x, True)
+
+  def loss(module, params):
+    y, _ = module.apply({**variables, 'params': params}, x, True, mutable=['batch_stats'])
+    return jnp.mean(jnp.square(y - x))
+  g1 = jax.jit(jax.grad(functools.partial(loss, plain)))(variables['params'])
+  g2 = jax.jit(jax.grad(functools.partial(loss, remat)))(variables['params'])
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+  assert float(jnp.abs(jax.tree.leaves(g1)[0]).max()) > 0
+
+
+def test_train_mode_updates_batch_statistics_eval_does_not():
+  model, variables = small_model()
+  video, labels, noise = small_inputs()
+  z = jnp.zeros((2, 1, 256))
+  _, state = apply(model, variables, video, labels, noise, z, train=True,
+                   mutable=('batch_stats',))
+  before = flax.traverse_util.flatten_dict(variables['batch_stats'])
+  after = flax.traverse_util.flatten_dict(state['batch_stats'])
+  assert before.keys() == after.keys()
+  # Every running variance moves (running means may stay 0 behind a normalised layer).
+  unchanged = [k for k in before if k[-1] == 'var' and np.allclose(before[k], after[k])]
+  assert not unchanged
+  _, state = apply(model, variables, video, labels, noise, z, mutable=('batch_stats',))
+  assert jax.tree.all(jax.tree.map(np.array_equal, state['batch_stats'],
+                                   variables['batch_stats']))
+
+
+def test_bad_inputs_are_clear_errors():
+  model, variables = small_model()
+  video, labels, noise = small_inputs()
+  with pytest.raises(ValueError, match='configured for 64x64'):
+    apply(model, variables, video[:, :, :32], labels, noise, jnp.zeros((2, 1, 256)))
+  with pytest.raises(ValueError, match='has 3 frames'):
+    apply(model, variables, video[:, :3], labels, noise, jnp.zeros((2, 1, 256)))
+  with pytest.raises(ValueError, match='multiple of 16'):
+    _ = Img2Vid(image_size=(100, 128)).latent_shape
