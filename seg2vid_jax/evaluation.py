@@ -1,0 +1,147 @@
+"""Evaluation metrics for predicted videos and flows.
+
+The metric functions are pure and jit-able; they return one value per clip and predicted
+frame, shape (B, K), so that per-frame curves (quality against time) can be reported.
+Conventions: videos (B, K, H, W, C) float in [0, 1]; the K predicted frames are the
+future frames 1..K of a clip whose frame 0 is the conditioning image. Flows
+(B, K, H, W, 2) are in normalised units (x and y each span [-1, 1] across the image,
+channel 0 = x).
+
+`summarize` and `MetricAccumulator` are thin numpy helpers that reduce (B, K) arrays over
+the evaluation set, respecting a (B,) padding mask for the last, padded batch.
+"""
+
+from typing import Dict, Mapping
+
+import dm_pix
+import jax.numpy as jnp
+import numpy as np
+
+
+def _per_frame(metric_fn, pred, target):
+  """Applies an image metric to every frame: (B, K, H, W, C) pairs -> (B, K)."""
+  pred = jnp.asarray(pred, jnp.float32)
+  target = jnp.asarray(target, jnp.float32)
+  b, k = pred.shape[:2]
+  flat = lambda x: x.reshape((b * k,) + x.shape[2:])
+  return metric_fn(flat(pred), flat(target)).reshape(b, k)
+
+
+def psnr(pred, target):
+  """Peak signal-to-noise ratio in dB per frame, (B, K, H, W, C) -> (B, K).
+
+  Data range 1 (dm_pix.psnr). Identical frames give +inf.
+  """
+  return _per_frame(dm_pix.psnr, pred, target)
+
+
+def ssim(pred, target, filter_size: int = 11):
+  """Structural similarity per frame, (B, K, H, W, C) -> (B, K).
+
+  dm_pix.ssim with data range 1 and the standard 11x11 Gaussian window (sigma 1.5);
+  frames must be at least `filter_size` pixels high and wide.
+  """
+  metric = lambda a, b: dm_pix.ssim(a, b, max_val=1.0, filter_size=filter_size)
+  return _per_frame(metric, pred, target)
+
+
+def best_of_n(metric_samples, higher_is_better: bool = True):
+  """Per-frame values of the best of N stochastic samples, (N, B, K) -> (B, K).
+
+  The standard stochastic video prediction protocol (SVG, Denton & Fergus 2018; SAVP,
+  Lee et al. 2018): for each clip, pick the ONE sample whose metric averaged over the K
+  frames is best, and report that sample's per-frame values. (Picking the best sample
+  independently per frame would mix samples and overstate quality.) Use
+  `higher_is_better=False` for errors such as end-point error.
+  """
+  metric_samples = jnp.asarray(metric_samples)
+  clip_score = jnp.mean(metric_samples, axis=-1)  # (N, B)
+  best = (jnp.argmax if higher_is_better else jnp.argmin)(clip_score, axis=0)  # (B,)
+  return jnp.take_along_axis(metric_samples, best[None, :, None], axis=0)[0]
+
+
+def copy_first_frame_baseline(video):
+  """The trivial 'nothing moves' prediction: frame 0 repeated for the K = T-1 future frames.
+
+  video (B, T, H, W, C) -> (B, T-1, H, W, C). Any model should beat it on the metrics.
+  """
+  video = jnp.asarray(video)
+  b, t = video.shape[:2]
+  return jnp.broadcast_to(video[:, :1], (b, t - 1) + video.shape[2:])
+
+
+def endpoint_error_px(flow_pred, flow_true, valid=None):
+  """Mean end-point error in pixels per frame, flows (B, K, H, W, 2) -> (B, K).
+
+  Normalised flow is converted to pixels with the image size (one pixel is 2/(W-1) in x
+  and 2/(H-1) in y), then the Euclidean distance is averaged over all pixels, or over the
+  pixels where the optional bool mask `valid` (B, K, H, W) is True. A frame without any
+  valid pixel has no defined error and gives NaN (skipped by `MetricAccumulator`).
+  """
+  h, w = flow_pred.shape[-3:-1]
+  to_px = jnp.array([(w - 1) / 2.0, (h - 1) / 2.0], jnp.float32)
+  diff = (jnp.asarray(flow_pred, jnp.float32) - jnp.asarray(flow_true, jnp.float32)) * to_px
+  epe = jnp.sqrt(jnp.sum(jnp.square(diff), axis=-1))  # (B, K, H, W)
+  if valid is None:
+    return jnp.mean(epe, axis=(-2, -1))
+  valid = jnp.asarray(valid, bool)
+  total = jnp.sum(jnp.where(valid, epe, 0.0), axis=(-2, -1))
+  count = jnp.sum(valid, axis=(-2, -1))
+  return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+
+
+class MetricAccumulator:
+  """Sums per-frame metrics over evaluation batches and reports their means.
+
+  `update` takes a dict name -> (B, K) array and an optional (B,) bool mask that is False
+  for padding rows of the last batch; masked rows are ignored whatever their values (even
+  inf or NaN). NaN entries (e.g. end-point error of a frame without valid pixels) are
+  undefined values and are skipped too. `result` gives python floats
+  {'<name>/frame_<k>': mean over clips of frame k (k = 1..K, the predicted frames),
+   '<name>/mean': mean over all counted (clip, frame) values}.
+  """
+
+  def __init__(self):
+    self._sums: Dict[str, np.ndarray] = {}
+    self._counts: Dict[str, np.ndarray] = {}
+
+  def update(self, per_frame: Mapping[str, np.ndarray], mask=None):
+    """Adds one batch of (B, K) metric values, rows with mask False left out."""
+    for name, values in per_frame.items():
+      values = np.asarray(values, np.float64)
+      if values.ndim != 2:
+        raise ValueError(f'{name}: expected (B, K) values, got shape {values.shape}')
+      rows = (np.ones(values.shape[0], bool) if mask is None
+              else np.asarray(mask, bool).reshape(values.shape[0]))
+      keep = rows[:, None] & ~np.isnan(values)
+      sums = np.where(keep, values, 0.0).sum(axis=0)
+      counts = keep.sum(axis=0)
+      if name in self._sums:
+        if self._sums[name].shape != sums.shape:
+          raise ValueError(f'{name}: number of frames changed from '
+                           f'{self._sums[name].shape[0]} to {sums.shape[0]}')
+        self._sums[name] = self._sums[name] + sums
+        self._counts[name] = self._counts[name] + counts
+      else:
+        self._sums[name], self._counts[name] = sums, counts
+
+  def result(self) -> Dict[str, float]:
+    """The per-frame and overall means of everything accumulated so far."""
+    out = {}
+    for name, sums in self._sums.items():
+      counts = self._counts[name]
+      for k, (s, c) in enumerate(zip(sums, counts)):
+        out[f'{name}/frame_{k + 1}'] = float(s / c) if c else float('nan')
+      total = counts.sum()
+      out[f'{name}/mean'] = float(sums.sum() / total) if total else float('nan')
+    return out
+
+
+def summarize(per_frame: Mapping[str, np.ndarray], mask=None) -> Dict[str, float]:
+  """Per-frame and overall means of (B, K) metrics over one batch, see MetricAccumulator.
+
+  mask: optional (B,) bool, False for padding rows, which are ignored.
+  """
+  acc = MetricAccumulator()
+  acc.update(per_frame, mask)
+  return acc.result()

@@ -1,0 +1,135 @@
+"""Tests of the evaluation metrics: known values, not only shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seg2vid_jax import evaluation
+
+
+def _video(seed, b=2, k=3, h=16, w=16, c=3):
+  return np.random.default_rng(seed).uniform(size=(b, k, h, w, c)).astype(np.float32)
+
+
+def test_psnr_identical_is_inf_and_offset_gives_known_value():
+  target = np.full((2, 3, 8, 8, 3), 0.5, np.float32)
+  assert np.all(np.isinf(np.asarray(evaluation.psnr(target, target))))
+  # MSE 0.01 -> -10 log10(0.01) = 20 dB, for every (clip, frame).
+  got = np.asarray(jax.jit(evaluation.psnr)(target + 0.1, target))
+  assert got.shape == (2, 3)
+  np.testing.assert_allclose(got, 20.0, atol=1e-4)
+
+
+def test_psnr_is_per_frame():
+  target = np.full((1, 2, 8, 8, 1), 0.5, np.float32)
+  pred = target.copy()
+  pred[0, 1] += 0.01  # only frame 2 is off: 40 dB
+  got = np.asarray(evaluation.psnr(pred, target))
+  assert np.isinf(got[0, 0])
+  np.testing.assert_allclose(got[0, 1], 40.0, atol=1e-3)
+
+
+def test_ssim_identical_is_one_and_noise_is_low():
+  a, b = _video(0), _video(1)
+  np.testing.assert_allclose(np.asarray(evaluation.ssim(a, a)), 1.0, atol=1e-5)
+  unrelated = np.asarray(jax.jit(evaluation.ssim)(a, b))
+  assert unrelated.shape == (2, 3)
+  assert np.all(unrelated < 0.1)
+
+
+def test_best_of_n_picks_best_mean_sample_per_clip():
+  # N=3 samples, B=2 clips, K=2 frames.
+  samples = np.array([
+      [[10., 30.], [5., 5.]],   # clip 0 mean 20; clip 1 mean 5
+      [[25., 20.], [1., 1.]],   # clip 0 mean 22.5 (best); clip 1 mean 1
+      [[12., 12.], [0., 20.]],  # clip 0 mean 12;  clip 1 mean 10 (best)
+  ])
+  got = np.asarray(evaluation.best_of_n(samples))
+  # Whole sample kept per clip, not the per-frame maximum (which would be [25, 30]).
+  np.testing.assert_array_equal(got, [[25., 20.], [0., 20.]])
+  lowest = np.asarray(evaluation.best_of_n(samples, higher_is_better=False))
+  np.testing.assert_array_equal(lowest, [[12., 12.], [1., 1.]])
+
+
+def test_copy_first_frame_baseline():
+  video = _video(2, b=2, k=4)
+  pred = np.asarray(evaluation.copy_first_frame_baseline(video))
+  assert pred.shape == (2, 3, 16, 16, 3)
+  for k in range(3):
+    np.testing.assert_array_equal(pred[:, k], video[:, 0])
+
+
+def test_endpoint_error_is_in_pixels():
+  b, k, h, w = 2, 2, 6, 11
+  zero = np.zeros((b, k, h, w, 2), np.float32)
+  shift_x = zero.copy()
+  shift_x[..., 0] = 2.0 / (w - 1)  # one pixel to the right
+  np.testing.assert_allclose(np.asarray(evaluation.endpoint_error_px(shift_x, zero)), 1.0,
+                             rtol=1e-6)
+  shift_xy = zero.copy()
+  shift_xy[..., 0] = 3 * 2.0 / (w - 1)
+  shift_xy[..., 1] = -4 * 2.0 / (h - 1)  # 3 px right, 4 px up -> 5 px
+  got = np.asarray(jax.jit(evaluation.endpoint_error_px)(shift_xy, zero))
+  np.testing.assert_allclose(got, 5.0, rtol=1e-6)
+
+
+def test_endpoint_error_averages_valid_pixels_only():
+  b, k, h, w = 1, 2, 4, 5
+  pred = np.zeros((b, k, h, w, 2), np.float32)
+  pred[:, :, :2, :, 0] = 2.0 / (w - 1)   # top half 1 px off
+  pred[:, :, 2:, :, 0] = 20.0 / (w - 1)  # bottom half 10 px off
+  valid = np.zeros((b, k, h, w), bool)
+  valid[:, 0, :2] = True        # frame 1: top half valid only
+  # frame 2: nothing valid -> NaN
+  got = np.asarray(evaluation.endpoint_error_px(pred, np.zeros_like(pred), valid))
+  np.testing.assert_allclose(got[0, 0], 1.0, rtol=1e-6)
+  assert np.isnan(got[0, 1])
+  np.testing.assert_allclose(np.asarray(evaluation.endpoint_error_px(pred, 0 * pred)), 5.5,
+                             rtol=1e-6)
+
+
+def test_summarize_per_frame_means_and_mask():
+  psnr = np.array([[10., 20.], [30., 40.], [np.inf, -1e9]])  # last row is padding
+  mask = np.array([True, True, False])
+  got = evaluation.summarize({'psnr': psnr}, mask)
+  assert got == {'psnr/frame_1': 20.0, 'psnr/frame_2': 30.0, 'psnr/mean': 25.0}
+  assert all(type(v) is float for v in got.values())
+  unmasked = evaluation.summarize({'psnr': psnr[:2]})
+  assert unmasked == got
+
+
+def test_accumulator_over_batches_matches_one_batch():
+  rng = np.random.default_rng(3)
+  values = {'psnr': rng.normal(25, 3, size=(5, 4)), 'ssim': rng.uniform(size=(5, 4))}
+  acc = evaluation.MetricAccumulator()
+  acc.update({n: v[:3] for n, v in values.items()})
+  # Second batch padded from 2 to 3 rows with garbage.
+  padded = {n: np.concatenate([v[3:], np.full((1, 4), np.nan)]) for n, v in values.items()}
+  acc.update(padded, mask=np.array([True, True, False]))
+  got = acc.result()
+  want = evaluation.summarize(values)
+  assert got.keys() == want.keys()
+  for name in want:
+    assert got[name] == pytest.approx(want[name], rel=1e-12)
+  assert got['ssim/frame_3'] == pytest.approx(values['ssim'][:, 2].mean())
+  assert got['psnr/mean'] == pytest.approx(values['psnr'].mean())
+
+
+def test_accumulator_skips_undefined_nan_values():
+  epe = np.array([[1., np.nan], [3., 4.]])
+  got = evaluation.summarize({'epe': epe})
+  assert got == {'epe/frame_1': 2.0, 'epe/frame_2': 4.0, 'epe/mean': 8.0 / 3.0}
+
+
+def test_metrics_on_jnp_arrays_under_jit():
+  video = jnp.asarray(_video(4, b=1, k=3))
+  pred = evaluation.copy_first_frame_baseline(video)
+  gt = video[:, 1:]
+  out = jax.jit(lambda p, t: {'psnr': evaluation.psnr(p, t), 'ssim': evaluation.ssim(p, t)})(
+      pred, gt)
+  summary = evaluation.summarize(out)
+  assert set(summary) == {f'{m}/{s}' for m in ('psnr', 'ssim')
+                          for s in ('frame_1', 'frame_2', 'mean')}
+  # Uniform noise frames vs another: MSE = 1/6 -> about 7.8 dB.
+  assert summary['psnr/mean'] == pytest.approx(-10 * np.log10(1 / 6), abs=0.3)
