@@ -1,0 +1,111 @@
+"""--mode=generate: videos from a label map and a first frame, sampled from the prior.
+
+Writes, for each of N samples, a GIF (and an MP4 where an encoder is installed) of the first
+frame followed by the K generated frames, the forward flows in the Middlebury colour coding,
+and the occlusion masks; plus the inputs as seen by the model and one sheet with all samples.
+"""
+
+import os
+from typing import Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from seg2vid_jax import train
+from seg2vid_jax import visualize
+
+
+def read_label_map(path: str, size, num_classes: int) -> np.ndarray:
+  """A label map PNG of train ids (H, W) int32, checked against the model's classes and size."""
+  try:
+    labels = np.asarray(Image.open(path))
+  except (OSError, ValueError) as e:
+    raise ValueError(f'cannot read label map {path}: {e}') from e
+  if labels.ndim == 3:
+    if not (labels[..., :1] == labels).all():
+      raise ValueError(f'label map {path} is a colour image; expected one channel of train ids '
+                       f'0..{num_classes - 1}')
+    labels = labels[..., 0]
+  if labels.shape != tuple(size):
+    raise ValueError(f'label map {path} is {labels.shape[0]}x{labels.shape[1]}; the model was '
+                     f'trained on {size[0]}x{size[1]}')
+  bad = np.unique(labels[labels >= num_classes])
+  if bad.size:
+    raise ValueError(f'label map {path} has ids {bad[:10].tolist()} that the config does not know '
+                     f'(train ids 0..{num_classes - 1}; map ignore/255 to {num_classes - 1})')
+  return labels.astype(np.int32)
+
+
+def read_frame(path: str, size, channels: int) -> np.ndarray:
+  """A first frame (H, W, C) float32 in [0, 1], checked against the model's size."""
+  try:
+    image = Image.open(path).convert('L' if channels == 1 else 'RGB')
+  except (OSError, ValueError) as e:
+    raise ValueError(f'cannot read first frame {path}: {e}') from e
+  if image.size != (size[1], size[0]):
+    raise ValueError(f'first frame {path} is {image.size[1]}x{image.size[0]}; the model was '
+                     f'trained on {size[0]}x{size[1]}')
+  frame = np.asarray(image, np.float32) / 255.0
+  return frame.reshape(size[0], size[1], channels)
+
+
+def sample_videos(model, variables, frame, labels, num_samples: int, seed: int):
+  """`num_samples` prior samples for one (frame, label map): a dict of (N, K, ...) arrays."""
+  video = jnp.broadcast_to(frame[None, None], (num_samples, 1) + frame.shape)
+  onehot = jax.nn.one_hot(jnp.broadcast_to(labels, (num_samples,) + labels.shape),
+                          model.num_classes)
+  latent, noise = jax.random.split(jax.random.key(seed))
+  out = jax.jit(lambda v: model.apply(v, video, onehot, rngs={'latent': latent,
+                                                               'noise': noise}))(variables)
+  return jax.device_get({k: out[k] for k in ('refined', 'warped', 'flow', 'mask_fw',
+                                               'mask_bw')})
+
+
+def write_outputs(output_dir: str, frame, labels, samples, fps: int = 4):
+  """Writes the inputs, each sample's video, flows and masks, and a sheet of all samples."""
+  os.makedirs(output_dir, exist_ok=True)
+  first = visualize.to_uint8(frame)
+  if first.shape[-1] == 1:
+    first = np.repeat(first, 3, axis=-1)
+  Image.fromarray(first).save(os.path.join(output_dir, 'first_frame.png'))
+  Image.fromarray(visualize.labels_to_color(labels)).save(
+      os.path.join(output_dir, 'label_map_color.png'))
+  sheets = []
+  for i in range(samples['refined'].shape[0]):
+    frames = visualize.to_uint8(samples['refined'][i])
+    if frames.shape[-1] == 1:
+      frames = np.repeat(frames, 3, axis=-1)
+    video = np.concatenate([first[None], frames])
+    visualize.write_gif(os.path.join(output_dir, f'sample_{i}.gif'), video, fps=fps)
+    visualize.write_mp4(os.path.join(output_dir, f'sample_{i}.mp4'), video, fps=fps)
+    flows = visualize.flow_to_color(samples['flow'][i])
+    masks = visualize.mask_to_image(samples['mask_fw'][i])
+    for k in range(flows.shape[0]):
+      Image.fromarray(flows[k]).save(os.path.join(output_dir, f'sample_{i}_flow_{k + 1}.png'))
+      Image.fromarray(masks[k]).save(os.path.join(output_dir, f'sample_{i}_mask_{k + 1}.png'))
+    sheets.append({'video': video[1:], 'flow': flows, 'mask': masks})
+  visualize.write_gif(os.path.join(output_dir, 'samples.gif'),
+                      visualize.sample_sheet_batch(sheets), fps=fps)
+
+
+def generate_from_files(config, workdir: str, label_map: str, first_frame: Optional[str],
+                        num_samples: int, output_dir: Optional[str], seed: int):
+  """Loads the latest checkpoint of `workdir` and writes `num_samples` videos."""
+  if not label_map:
+    raise ValueError('--mode=generate needs --label_map')
+  if not first_frame:
+    raise ValueError('--mode=generate needs --first_frame (stage 1, label map -> first frame, '
+                     'is not available in this version)')
+  model, _, state = train.restore_state(config, workdir)
+  labels = read_label_map(label_map, model.image_size, model.num_classes)
+  frame = read_frame(first_frame, model.image_size, model.channels)
+  samples = sample_videos(model, {'params': state.params, 'batch_stats': state.batch_stats},
+                          frame, labels, num_samples, seed)
+  output_dir = output_dir or os.path.join(workdir, 'generated')
+  write_outputs(output_dir, frame, labels, samples)
+  logging.info('Wrote %d sampled videos to %s', num_samples, output_dir)
+  print(f'Wrote {num_samples} videos (GIF), flows and masks to {output_dir}')
+  return samples

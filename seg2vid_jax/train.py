@@ -1,0 +1,378 @@
+"""Training and evaluation loop of seg2vid_jax: `train_and_evaluate(config, workdir)`.
+
+Data parallel over every device of every host: `jax.jit` over a 1-D `data` mesh, parameters
+replicated and batches sharded (what `pmap` became). BatchNorm statistics are over the global
+batch, so N devices compute exactly what one device computes on the same batch. The random
+numbers of a step (latent eps, refinement noise) are `fold_in(seed, step)` and the data order
+is a function of the step, so a run resumed from a checkpoint repeats the losses of an
+uninterrupted one.
+"""
+
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any, Dict, Iterator, Optional
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import flax
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+from jax.experimental import multihost_utils
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from seg2vid_jax import evaluation
+from seg2vid_jax import input_pipeline
+from seg2vid_jax import losses
+from seg2vid_jax import vgg_weights
+from seg2vid_jax import visualize
+from seg2vid_jax.models import Img2Vid, init_variables
+
+
+class TrainState(train_state.TrainState):
+  """Parameters, optimiser state and step, plus the BatchNorm running statistics."""
+  batch_stats: Any
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+def create_model(config: ml_collections.ConfigDict) -> Img2Vid:
+  """The Img2Vid model of a config (image size, K and two_path from the data fields)."""
+  fields = dict(config.model)
+  fields['dtype'] = jnp.dtype(fields.pop('dtype', 'float32'))
+  return Img2Vid(image_size=tuple(config.image_size),
+                 num_predicted_frames=config.num_frames - 1, two_path=config.two_path,
+                 **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def create_mesh() -> jax.sharding.Mesh:
+  """A 1-D 'data' mesh over all devices of all processes."""
+  return jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
+
+
+def replicated_sharding(mesh):
+  """The sharding of arrays every device holds whole (parameters, metrics)."""
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def learning_rate_schedule(config):
+  """The configured learning rate as an optax schedule (constant as published, or cosine)."""
+  if config.lr_schedule == 'constant':
+    return optax.constant_schedule(config.learning_rate)
+  if config.lr_schedule == 'cosine':
+    return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup_steps,
+                                              config.num_train_steps)
+  raise ValueError(f'config.lr_schedule={config.lr_schedule!r}: use constant or cosine')
+
+
+def create_optimizer(config):
+  """Adam with the configured schedule and optional gradient clipping."""
+  adam = optax.adam(learning_rate_schedule(config), b1=config.b1, b2=config.b2)
+  if config.grad_clip_norm:
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+  return adam
+
+
+def create_train_state(config, model, rng) -> TrainState:
+  """Initial parameters, BatchNorm statistics and optimiser state."""
+  variables = init_variables(model, rng)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           batch_stats=variables['batch_stats'], tx=create_optimizer(config))
+
+
+def load_vgg(config):
+  """The frozen VGG19 parameters for the perceptual term, or None (the term is then off)."""
+  if not config.vgg_weights:
+    logging.warning('config.vgg_weights is not set: the perceptual (VGG) loss term is off. '
+                    'Convert VGG19 weights with `python -m seg2vid_jax.vgg_weights`.')
+    return None
+  return vgg_weights.load(config.vgg_weights)
+
+
+def step_rngs(seed: int, step):
+  """The latent and noise rngs of a training step: a function of (seed, step) only."""
+  latent, noise = jax.random.split(jax.random.fold_in(jax.random.key(seed), step))
+  return {'latent': latent, 'noise': noise}
+
+
+def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights):
+  """One Adam step on the nine-term objective; returns the new state and the loss terms."""
+  def loss_fn(params):
+    outputs, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['video'],
+        batch['label_onehot'], train=True, rngs=step_rngs(seed, state.step),
+        mutable=['batch_stats'])
+    terms = losses.objective(outputs, batch['video'], vgg_params, weights)
+    return terms['total'], (terms, updates['batch_stats'])
+
+  grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  terms['grad_norm'] = optax.global_norm(grads)
+  return new_state, terms
+
+
+def make_train_step(config, mesh, state):
+  """`train_step` jitted over the mesh: state replicated and donated, batch sharded."""
+  replicated = replicated_sharding(mesh)
+  weights = dict(losses.WEIGHTS, **(config.loss_weights or {}))
+  step = jax.jit(
+      lambda s, b, v: train_step(s, b, v, seed=config.seed, weights=weights),
+      in_shardings=(jax.tree.map(lambda _: replicated, state),
+                    input_pipeline.data_sharding(mesh.devices.ravel()), replicated),
+      out_shardings=(jax.tree.map(lambda _: replicated, state), replicated),
+      donate_argnums=0)
+  return step
+
+
+def check_finite(step: int, terms: Dict[str, float]):
+  """Raises `NonFiniteLossError` naming the step and the first non-finite term."""
+  bad = [name for name, value in terms.items() if not np.isfinite(value)]
+  if bad:
+    raise NonFiniteLossError(
+        f'non-finite loss at step {step}: {", ".join(f"{n}={terms[n]}" for n in bad)}; '
+        'training stopped, the last good checkpoint is kept')
+
+
+class PreemptionWatcher:
+  """Turns SIGTERM (preemption) into a flag that all processes agree on at a step boundary."""
+
+  def __init__(self):
+    self._flag = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handler)
+
+  def _handler(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM received: saving a checkpoint at the end of this step.')
+    self._flag.set()
+
+  def should_stop(self) -> bool:
+    local = self._flag.is_set()
+    if jax.process_count() == 1:
+      return local
+    return bool(multihost_utils.process_allgather(np.int32(local)).max())
+
+
+def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
+  """Orbax manager of <workdir>/checkpoints keeping the newest `keep_checkpoints`."""
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+
+
+def restore_or_keep(manager: ocp.CheckpointManager, state: TrainState) -> TrainState:
+  """The latest checkpoint restored into `state`'s structure and shardings, or `state`."""
+  step = manager.latest_step()
+  if step is None:
+    return state
+  logging.info('Resuming from checkpoint at step %d in %s.', step, manager.directory)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def save_checkpoint(manager, state, step: int):
+  """Saves `state` as step `step` and waits, so that a crash right after cannot lose it."""
+  manager.save(step, args=ocp.args.StandardSave(state), force=True)
+  manager.wait_until_finished()
+
+
+def generate_samples(model, variables, batch, rng, num_samples: int):
+  """Posterior reconstructions and `num_samples` prior samples of a batch (eval mode)."""
+  video, labels = batch['video'], batch['label_onehot']
+  noise_rng, rng = jax.random.split(rng)
+  noise = jax.random.normal(noise_rng, video[:, 0].shape)
+  recon = model.apply(variables, video, labels, noise, rngs={'latent': rng})
+  priors = [model.apply(variables, video[:, :1], labels, noise,
+                        rngs={'latent': jax.random.fold_in(rng, i)})
+            for i in range(num_samples)]
+  return recon, priors
+
+
+def eval_metrics(batch, recon, priors):
+  """Per-clip, per-frame metrics of a batch: (B, K) arrays keyed 'name/kind'."""
+  gt = batch['video'][:, 1:]
+  baseline = evaluation.copy_first_frame_baseline(batch['video'])
+  out = {'psnr/posterior': evaluation.psnr(recon['refined'], gt),
+         'ssim/posterior': evaluation.ssim(recon['refined'], gt),
+         'psnr/copy_first_frame': evaluation.psnr(baseline, gt),
+         'ssim/copy_first_frame': evaluation.ssim(baseline, gt)}
+  if priors:
+    out['psnr/prior_best_of_n'] = evaluation.best_of_n(
+        jnp.stack([evaluation.psnr(p['refined'], gt) for p in priors]))
+    out['ssim/prior_best_of_n'] = evaluation.best_of_n(
+        jnp.stack([evaluation.ssim(p['refined'], gt) for p in priors]))
+  if 'flow' in batch:
+    valid = batch.get('valid')
+    moved = recon['flow'] * recon['mask_fw'][..., None]  # The flow that moves the pixels.
+    out['epe_px/posterior'] = evaluation.endpoint_error_px(moved, batch['flow'], valid)
+    out['epe_px/zero_flow'] = evaluation.endpoint_error_px(jnp.zeros_like(batch['flow']),
+                                                           batch['flow'], valid)
+  return out
+
+
+def evaluate(config, model, state: TrainState, mesh, step: int, workdir: str, writer=None):
+  """Metrics on the held-out split, to TensorBoard and <workdir>/eval/step_<step>.json."""
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+
+  def batch_metrics(v, b, r):
+    mask = b.pop('mask')
+    return eval_metrics(b, *generate_samples(model, v, b, r, config.num_prior_samples)), mask
+  metrics_fn = jax.jit(batch_metrics, out_shardings=replicated_sharding(mesh))
+  accumulator = evaluation.MetricAccumulator()
+  rng = jax.random.key(config.seed + 1)
+  sharding = input_pipeline.data_sharding(mesh.devices.ravel())
+  for i, batch in enumerate(input_pipeline.create_eval_iterator(config, sharding=sharding)):
+    per_frame, mask = jax.device_get(metrics_fn(variables, batch, jax.random.fold_in(rng, i)))
+    accumulator.update(per_frame, mask)
+  results = accumulator.result()
+  if jax.process_index() == 0:
+    os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+    with open(os.path.join(workdir, 'eval', f'step_{step}.json'), 'w') as f:
+      json.dump(results, f, indent=1, sort_keys=True)
+  if writer is not None:
+    writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
+  logging.info('Evaluation at step %d: %s', step,
+               {k: round(v, 4) for k, v in results.items() if k.endswith('/mean')})
+  return results
+
+
+def write_sample_sheet(config, model, state, batch, step: int, workdir: str, writer=None):
+  """A GIF grid of ground truth, warped, refined, a prior sample, flow and masks per clip."""
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  n = config.num_sample_clips
+
+  def samples(v, b, r):
+    b = {k: b[k][:n] for k in ('video', 'label_onehot')}
+    recon, priors = generate_samples(model, v, b, r, 1)
+    return b['video'], recon, priors[0]
+  video, recon, prior = jax.device_get(jax.jit(samples, out_shardings=replicated_sharding(
+      state.step.sharding.mesh))(variables, batch, jax.random.key(config.seed + 2)))
+  sheets = [{
+      'ground truth': visualize.to_uint8(video[i, 1:]),
+      'warped': visualize.to_uint8(recon['warped'][i]),
+      'refined': visualize.to_uint8(recon['refined'][i]),
+      'prior sample': visualize.to_uint8(prior['refined'][i]),
+      'flow': visualize.flow_to_color(recon['flow'][i]),
+      'mask fw': visualize.mask_to_image(recon['mask_fw'][i]),
+  } for i in range(video.shape[0])]
+  frames = visualize.sample_sheet_batch(sheets)
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, 'samples', f'step_{step:07d}.gif')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    visualize.write_gif(path, frames)
+    logging.info('Wrote sample sheet %s', path)
+  if writer is not None:
+    writer.write_images(step, {'samples': np.concatenate(list(frames), axis=1)[None]})
+
+
+def restore_state(config, workdir: str):
+  """(model, mesh, state) of the latest checkpoint in `workdir`; an error if there is none."""
+  mesh = create_mesh()
+  model = create_model(config)
+  state = jax.device_put(create_train_state(config, model, jax.random.key(config.seed)),
+                         replicated_sharding(mesh))
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f'no checkpoint in {manager.directory}: train first '
+                            f'(python -m seg2vid_jax.main --config=... --workdir={workdir})')
+  state = restore_or_keep(manager, state)
+  manager.close()
+  return model, mesh, state
+
+
+def evaluate_checkpoint(config, workdir: str):
+  """--mode=eval: evaluates the latest checkpoint of `workdir`."""
+  model, mesh, state = restore_state(config, workdir)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  results = evaluate(config, model, state, mesh, int(state.step), os.path.abspath(workdir),
+                     writer)
+  writer.flush()
+  return results
+
+
+def _progress_bar(config, start: int):
+  """A tqdm bar on interactive consoles of process 0, else None."""
+  if not (config.progress_bar and jax.process_index() == 0 and os.isatty(2)):
+    return None
+  import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm.tqdm(total=config.num_train_steps, initial=start, unit='step', dynamic_ncols=True)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains seg2vid on `config` in `workdir` (resuming from its checkpoints) and evaluates.
+
+  Returns the final train state. Raises `NonFiniteLossError` if a loss becomes NaN/inf.
+  """
+  workdir = os.path.abspath(workdir)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  mesh = create_mesh()
+  model = create_model(config)
+  replicated = replicated_sharding(mesh)
+  state = jax.device_put(create_train_state(config, model, jax.random.key(config.seed)),
+                         replicated)
+  manager = checkpoint_manager(workdir, config)
+  state = restore_or_keep(manager, state)
+  start = int(state.step)
+  vgg_params = jax.device_put(load_vgg(config), replicated)
+  p_train_step = make_train_step(config, mesh, state)
+  logging.info('Model %s with %s parameters on %d devices (%d processes), global batch %d.',
+               'two-path' if config.two_path else 'w_mask',
+               f'{sum(x.size for x in jax.tree.leaves(state.params)):,}', jax.device_count(),
+               jax.process_count(), config.batch_size)
+  if start == 0:
+    writer.write_hparams({k: v for k, v in config.to_dict().items()
+                          if isinstance(v, (int, float, str, bool))})
+
+  train_iter = input_pipeline.create_train_iterator(
+      config, config.seed, input_pipeline.data_sharding(mesh.devices.ravel()), start_step=start)
+  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                           writer=writer, every_steps=config.log_every_steps)
+  watcher = PreemptionWatcher()
+  bar = _progress_bar(config, start)
+  sums, count, tic = {}, 0, time.time()
+  step, preempted = start, False
+  for step in range(start + 1, config.num_train_steps + 1):
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      batch = next(train_iter)
+      state, terms = p_train_step(state, batch, vgg_params)
+    terms = jax.device_get(terms)
+    check_finite(step, terms)
+    for k, v in terms.items():
+      sums[k] = sums.get(k, 0.0) + float(v)
+    count += 1
+    report(step)
+    if bar is not None:
+      bar.update(1)
+      bar.set_postfix(loss=f'{terms["total"]:.4f}')
+    if step % config.log_every_steps == 0 or step == config.num_train_steps:
+      scalars = {f'train/{k}': v / count for k, v in sums.items()}
+      scalars['train/learning_rate'] = float(learning_rate_schedule(config)(step - 1))
+      scalars['train/steps_per_sec'] = count / (time.time() - tic)
+      writer.write_scalars(step, scalars)
+      sums, count, tic = {}, 0, time.time()
+    if config.sample_every_steps and step % config.sample_every_steps == 0:
+      write_sample_sheet(config, model, state, batch, step, workdir, writer)
+    preempted = watcher.should_stop()
+    if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or preempted:
+      save_checkpoint(manager, state, step)
+    if config.eval_every_steps and step % config.eval_every_steps == 0:
+      evaluate(config, model, state, mesh, step, workdir, writer)
+    if preempted:
+      logging.warning('Preempted: checkpoint saved at step %d, exiting.', step)
+      break
+  if bar is not None:
+    bar.close()
+  if not preempted and (not config.eval_every_steps or step % config.eval_every_steps):
+    evaluate(config, model, state, mesh, step, workdir, writer)
+  writer.flush()
+  manager.close()
+  return state
