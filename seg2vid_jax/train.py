@@ -116,7 +116,7 @@ def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights):
 
   grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  terms['grad_norm'] = optax.global_norm(grads)
+  terms['grad_norm'] = optax.tree.norm(grads)
   return new_state, terms
 
 
