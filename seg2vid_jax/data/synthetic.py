@@ -22,6 +22,8 @@ towards the camera) several times faster than people walk on the sidewalk; neare
 occlude farther ones.
 """
 
+import os
+
 import numpy as np
 
 # Cityscapes train ids drawn by the generator.
@@ -489,3 +491,30 @@ def make_clip(seed, height=128, width=256, num_frames=5):
     flow[t - 1, ..., 1] = (ys - src_y) * scale[1]
     valid[t - 1] = _valid(top0, top, src_x, src_y)
   return {'video': video, 'labels': labels, 'flow': flow, 'valid': valid}
+
+
+def write_example_inputs(output_dir, seed=1_000_000, height=64, width=64):
+  """Writes `label_map.png` (train ids) and `first_frame.png` of clip `seed` for --mode=generate.
+
+  The default seed lies outside the training and evaluation streams, so the demo generates
+  from a scene the model has never seen.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  os.makedirs(output_dir, exist_ok=True)
+  clip = make_clip(seed, height, width, 2)
+  Image.fromarray(clip['labels'][0].astype(np.uint8)).save(
+      os.path.join(output_dir, 'label_map.png'))
+  Image.fromarray(clip['video'][0]).save(os.path.join(output_dir, 'first_frame.png'))
+  return os.path.join(output_dir, 'label_map.png'), os.path.join(output_dir, 'first_frame.png')
+
+
+if __name__ == '__main__':
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description='Write a synthetic label map and first frame.')
+  parser.add_argument('--output_dir', required=True)
+  parser.add_argument('--seed', type=int, default=1_000_000)
+  parser.add_argument('--height', type=int, default=64)
+  parser.add_argument('--width', type=int, default=64)
+  args = parser.parse_args()
+  for path in write_example_inputs(args.output_dir, args.seed, args.height, args.width):
+    print(path)

@@ -1,0 +1,102 @@
+"""Train-step speed of the published seg2vid configuration on this machine, in one run.
+
+Prints the step time of the published two-path model (batch 2, 128x256, K = 4, fp32, VGG
+perceptual term on with random weights: the same arithmetic as ImageNet ones), its FLOPs from
+XLA's cost analysis, the achieved GFLOP/s, this machine's fp32 matmul peak measured the same
+run, their ratio, and the peak resident memory. For scale (MODEL.md): the PyTorch original
+takes 15.4 s for this step on a 2-core CPU, 1.9 TFLOP, 124 GFLOP/s (~67% of 185 GFLOP/s).
+
+  python benchmarks/train_step.py [--batch=2] [--steps=3] [--height=128 --width=256] [--remat]
+"""
+
+import argparse
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import cityscapes
+from seg2vid_jax import losses, train, vgg_weights
+
+
+def matmul_peak(n=4096, repeats=5):
+  """GFLOP/s of an n x n fp32 matrix product under jit: the practical peak."""
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best / 1e9
+
+
+def random_vgg_params():
+  """VGG19 parameters of the right shapes (random: the cost is what is measured)."""
+  shapes = vgg_weights.param_shapes()
+  keys = iter(jax.random.split(jax.random.key(1), 64))
+  return jax.tree.map(lambda s: 0.01 * jax.random.normal(next(keys), s.shape), shapes)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--batch', type=int, default=2)
+  parser.add_argument('--steps', type=int, default=3)
+  parser.add_argument('--height', type=int, default=128)
+  parser.add_argument('--width', type=int, default=256)
+  parser.add_argument('--frames', type=int, default=5)
+  parser.add_argument('--remat', action='store_true', help='rematerialise the refinement net')
+  parser.add_argument('--no_vgg', action='store_true', help='perceptual term off')
+  args = parser.parse_args()
+
+  config = cityscapes.get_config()
+  config.batch_size = args.batch
+  config.image_size = (args.height, args.width)
+  config.num_frames = args.frames
+  config.model.remat_refine = args.remat
+  model = train.create_model(config)
+  state = train.create_train_state(config, model, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {'video': jnp.asarray(rng.uniform(0, 1, (args.batch, args.frames, args.height,
+                                                    args.width, 3)), jnp.float32),
+           'label_onehot': jax.nn.one_hot(rng.integers(0, 20, (args.batch, args.height,
+                                                                args.width)), 20)}
+  vgg = None if args.no_vgg else random_vgg_params()
+  step = jax.jit(lambda s, b, v: train.train_step(s, b, v, seed=0, weights=losses.WEIGHTS),
+                 donate_argnums=0)
+  t = time.perf_counter()
+  compiled = step.lower(state, batch, vgg).compile()
+  compile_s = time.perf_counter() - t
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost['flops'])
+  state, terms = compiled(state, batch, vgg)  # Warm-up.
+  jax.block_until_ready(terms)
+  times = []
+  for _ in range(args.steps):
+    t = time.perf_counter()
+    state, terms = compiled(state, batch, vgg)
+    jax.block_until_ready(terms)
+    times.append(time.perf_counter() - t)
+  step_s = float(np.median(times))
+  peak = matmul_peak()
+  achieved = flops / step_s / 1e9
+  rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+  print(f'published two-path model, batch {args.batch}, {args.height}x{args.width}, '
+        f'K={args.frames - 1}, fp32, VGG {"off" if args.no_vgg else "on"}, '
+        f'remat {"on" if args.remat else "off"}, {jax.device_count()} {jax.devices()[0].platform}'
+        f' device(s)')
+  print(f'compile time              {compile_s:8.1f} s')
+  print(f'train step (median of {args.steps})  {step_s:8.2f} s   (PyTorch original: 15.4 s)')
+  print(f'XLA FLOPs per step        {flops / 1e9:8.0f} GFLOP (PyTorch count: 1,903)')
+  print(f'achieved                  {achieved:8.1f} GFLOP/s')
+  print(f'fp32 matmul peak          {peak:8.1f} GFLOP/s')
+  print(f'ratio achieved / peak     {achieved / peak:8.1%}   (PyTorch original: ~67%)')
+  print(f'peak resident memory      {rss_gb:8.2f} GB')
+
+
+if __name__ == '__main__':
+  main()
