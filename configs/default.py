@@ -12,6 +12,7 @@ def get_config():
   """Published hyperparameters (MODEL.md): Adam 1e-3, batch 8, K = 4, 128x256."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds parameter init, latent/noise draws (per step) and data order.
+  config.task = 'img2vid'  # 'img2vid' (stage 2, this file) or 'img2img' (stage 1, pix2pixHD).
 
   # Data (seg2vid_jax.input_pipeline).
   config.dataset = 'cityscapes'  # 'synthetic', 'synthetic_tfds', 'cityscapes', 'kth', 'video_folder'.
@@ -67,4 +68,8 @@ def get_config():
   config.eval_every_steps = 20_000  # Periodic evaluation during training (0: only at the end).
   config.num_prior_samples = 5  # N of the best-of-N prior evaluation.
   config.progress_bar = True  # tqdm bar on interactive consoles.
+
+  # Generation from a label map alone (--mode=generate without --first_frame): stage 1.
+  config.img2img_workdir = None  # Workdir of a stage-1 run (configs/*_img2img.py).
+  config.img2img_config = None  # The config file that stage-1 run used.
   return config

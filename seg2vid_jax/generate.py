@@ -1,4 +1,4 @@
-"""--mode=generate: videos from a label map and a first frame, sampled from the prior.
+"""--mode=generate: videos from a label map (and a first frame, or stage 1), from the prior.
 
 Writes, for each of N samples, a GIF (and an MP4 where an encoder is installed) of the first
 frame followed by the K generated frames, the forward flows in the Middlebury colour coding,
@@ -16,6 +16,7 @@ from PIL import Image
 
 from seg2vid_jax import train
 from seg2vid_jax import visualize
+from seg2vid_jax.ops import warp
 
 
 def read_label_map(path: str, size, num_classes: int) -> np.ndarray:
@@ -52,16 +53,69 @@ def read_frame(path: str, size, channels: int) -> np.ndarray:
   return frame.reshape(size[0], size[1], channels)
 
 
-def sample_videos(model, variables, frame, labels, num_samples: int, seed: int):
-  """`num_samples` prior samples for one (frame, label map): a dict of (N, K, ...) arrays."""
+def sample_videos(model, variables, frame, labels, num_samples: int, seed: int,
+                  num_frames: Optional[int] = None):
+  """`num_samples` prior samples for one (frame, label map): a dict of (N, F, ...) arrays.
+
+  F = `num_frames` (default K). Beyond K, stage 2 runs again from its last refined frame, with
+  the label map warped by the last masked forward flow to follow the scene and the same z
+  (IJCV 2020, "long videos"); `labels` holds the (soft, one-hot) label map each pass started
+  from, (N, passes, H, W, classes).
+  """
+  k = model.num_predicted_frames
+  num_frames = num_frames or k
+  passes = -(-num_frames // k)
+  latent_rng, noise_rng = jax.random.split(jax.random.key(seed))
+  z = jax.random.normal(latent_rng, (num_samples,) + model.latent_shape)
+  noise = jax.random.normal(noise_rng, (num_samples,) + frame.shape)
   video = jnp.broadcast_to(frame[None, None], (num_samples, 1) + frame.shape)
   onehot = jax.nn.one_hot(jnp.broadcast_to(labels, (num_samples,) + labels.shape),
                           model.num_classes)
-  latent, noise = jax.random.split(jax.random.key(seed))
-  out = jax.jit(lambda v: model.apply(v, video, onehot, rngs={'latent': latent,
-                                                               'noise': noise}))(variables)
-  return jax.device_get({k: out[k] for k in ('refined', 'warped', 'flow', 'mask_fw',
-                                               'mask_bw')})
+
+  @jax.jit
+  def one_pass(variables, video, onehot):
+    out = model.apply(variables, video, onehot, noise, z)
+    moved = out['flow'][:, -1] * out['mask_fw'][:, -1, ..., None]
+    return out, out['refined'][:, -1:], warp(onehot, moved)
+
+  outs, starts = [], []
+  for _ in range(passes):
+    starts.append(onehot)
+    out, video, onehot = one_pass(variables, video, onehot)
+    outs.append({name: out[name] for name in ('refined', 'warped', 'flow', 'mask_fw',
+                                              'mask_bw')})
+  result = {name: jnp.concatenate([o[name] for o in outs], axis=1)[:, :num_frames]
+            for name in outs[0]}
+  result['labels'] = jnp.stack(starts, axis=1)
+  return jax.device_get(result)
+
+
+def first_frame_from_stage1(config, labels):
+  """Stage 1: the first frame (H, W, C) that the label map's pix2pixHD generator draws.
+
+  The stage-1 checkpoint is the newest in `config.img2img_workdir`, trained with the config
+  file `config.img2img_config`.
+  """
+  from seg2vid_jax import img2img  # pylint: disable=g-import-not-at-top
+  if not (config.get('img2img_workdir') and config.get('img2img_config')):
+    raise ValueError('without --first_frame, stage 1 makes it: set --config.img2img_workdir '
+                     '(its checkpoints) and --config.img2img_config (its config file)')
+  stage1_config = load_config_file(config.img2img_config)
+  (gen, _), _, state = train.restore_state(stage1_config, config.img2img_workdir)
+  onehot = jax.nn.one_hot(labels[None], stage1_config.model.num_classes)
+  return np.asarray(jax.jit(img2img.generate_frames, static_argnums=0)(
+      gen, state.gen_params, onehot))[0]
+
+
+def load_config_file(path: str):
+  """`get_config()` of a config file given by path (as `--config=` takes it)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'config file {path} does not exist')
+  spec = importlib.util.spec_from_file_location('stage1_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def write_outputs(output_dir: str, frame, labels, samples, fps: int = 4):
@@ -92,18 +146,20 @@ def write_outputs(output_dir: str, frame, labels, samples, fps: int = 4):
 
 
 def generate_from_files(config, workdir: str, label_map: str, first_frame: Optional[str],
-                        num_samples: int, output_dir: Optional[str], seed: int):
-  """Loads the latest checkpoint of `workdir` and writes `num_samples` videos."""
+                        num_samples: int, output_dir: Optional[str], seed: int,
+                        num_frames: Optional[int] = None):
+  """Writes `num_samples` videos of the latest checkpoint of `workdir` from a label map and a
+  first frame, or from the label map alone through stage 1 (see `first_frame_from_stage1`)."""
   if not label_map:
     raise ValueError('--mode=generate needs --label_map')
-  if not first_frame:
-    raise ValueError('--mode=generate needs --first_frame (stage 1, label map -> first frame, '
-                     'is not available in this version)')
   model, _, state = train.restore_state(config, workdir)
   labels = read_label_map(label_map, model.image_size, model.num_classes)
-  frame = read_frame(first_frame, model.image_size, model.channels)
+  if first_frame:
+    frame = read_frame(first_frame, model.image_size, model.channels)
+  else:
+    frame = first_frame_from_stage1(config, labels)
   samples = sample_videos(model, {'params': state.params, 'batch_stats': state.batch_stats},
-                          frame, labels, num_samples, seed)
+                          frame, labels, num_samples, seed, num_frames)
   output_dir = output_dir or os.path.join(workdir, 'generated')
   write_outputs(output_dir, frame, labels, samples)
   logging.info('Wrote %d sampled videos to %s', num_samples, output_dir)

@@ -24,7 +24,10 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuratio
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, summaries, samples, eval JSON.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'generate'], 'What to run.')
 _LABEL_MAP = flags.DEFINE_string('label_map', None, 'generate: label map PNG (train ids).')
-_FIRST_FRAME = flags.DEFINE_string('first_frame', None, 'generate: first frame image.')
+_FIRST_FRAME = flags.DEFINE_string('first_frame', None, 'generate: first frame image; without '
+                                   'it stage 1 draws it (config.img2img_workdir/_config).')
+_NUM_FRAMES = flags.DEFINE_integer('num_frames', None, 'generate: frames per video; beyond K, '
+                                   'stage 2 repeats from its last frame (long videos).')
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 4, 'generate: videos sampled from the prior.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'generate: where to write (default '
                                   '<workdir>/generated).')
@@ -83,7 +86,8 @@ def main(argv):
   else:
     from seg2vid_jax import generate  # pylint: disable=g-import-not-at-top
     generate.generate_from_files(config, _WORKDIR.value, _LABEL_MAP.value, _FIRST_FRAME.value,
-                                 _NUM_SAMPLES.value, _OUTPUT_DIR.value, _SEED.value)
+                                 _NUM_SAMPLES.value, _OUTPUT_DIR.value, _SEED.value,
+                                 _NUM_FRAMES.value)
 
 
 if __name__ == '__main__':

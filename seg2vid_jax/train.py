@@ -8,12 +8,13 @@ is a function of the step, so a run resumed from a checkpoint repeats the losses
 uninterrupted one.
 """
 
+import dataclasses
 import json
 import os
 import signal
 import threading
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict
 
 from absl import logging
 from clu import metric_writers
@@ -104,8 +105,9 @@ def step_rngs(seed: int, step):
   return {'latent': latent, 'noise': noise}
 
 
-def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights):
-  """One Adam step on the nine-term objective; returns the new state and the loss terms."""
+def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights, learning_rate=None):
+  """One Adam step on the nine-term objective; returns the new state and the loss terms
+  (`learning_rate` is only reported with them)."""
   def loss_fn(params):
     outputs, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['video'],
@@ -117,15 +119,24 @@ def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights):
   grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   terms['grad_norm'] = optax.tree.norm(grads)
+  if learning_rate is not None:
+    terms['learning_rate'] = learning_rate
   return new_state, terms
 
 
-def make_train_step(config, mesh, state):
-  """`train_step` jitted over the mesh: state replicated and donated, batch sharded."""
-  replicated = replicated_sharding(mesh)
+def img2vid_step_fn(config):
+  """fn(state, batch, vgg_params) -> (state, terms): `train_step` with the config's settings."""
   weights = dict(losses.WEIGHTS, **(config.loss_weights or {}))
+  schedule = learning_rate_schedule(config)
+  return lambda s, b, v: train_step(s, b, v, seed=config.seed, weights=weights,
+                                    learning_rate=schedule(s.step))
+
+
+def make_train_step(config, mesh, state):
+  """The task's train step jitted over the mesh: state replicated and donated, batch sharded."""
+  replicated = replicated_sharding(mesh)
   step = jax.jit(
-      lambda s, b, v: train_step(s, b, v, seed=config.seed, weights=weights),
+      get_task(config).step_fn(config),
       in_shardings=(jax.tree.map(lambda _: replicated, state),
                     input_pipeline.data_sharding(mesh.devices.ravel()), replicated),
       out_shardings=(jax.tree.map(lambda _: replicated, state), replicated),
@@ -276,9 +287,10 @@ def write_sample_sheet(config, model, state, batch, step: int, workdir: str, wri
 
 def restore_state(config, workdir: str):
   """(model, mesh, state) of the latest checkpoint in `workdir`; an error if there is none."""
+  task = get_task(config)
   mesh = create_mesh()
-  model = create_model(config)
-  state = jax.device_put(create_train_state(config, model, jax.random.key(config.seed)),
+  model = task.create_model(config)
+  state = jax.device_put(task.create_state(config, model, jax.random.key(config.seed)),
                          replicated_sharding(mesh))
   manager = checkpoint_manager(workdir, config)
   if manager.latest_step() is None:
@@ -293,8 +305,8 @@ def evaluate_checkpoint(config, workdir: str):
   """--mode=eval: evaluates the latest checkpoint of `workdir`."""
   model, mesh, state = restore_state(config, workdir)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  results = evaluate(config, model, state, mesh, int(state.step), os.path.abspath(workdir),
-                     writer)
+  results = get_task(config).evaluate(config, model, state, mesh, int(state.step),
+                                      os.path.abspath(workdir), writer)
   writer.flush()
   return results
 
@@ -313,21 +325,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   Returns the final train state. Raises `NonFiniteLossError` if a loss becomes NaN/inf.
   """
   workdir = os.path.abspath(workdir)
+  task = get_task(config)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   mesh = create_mesh()
-  model = create_model(config)
+  model = task.create_model(config)
   replicated = replicated_sharding(mesh)
-  state = jax.device_put(create_train_state(config, model, jax.random.key(config.seed)),
+  state = jax.device_put(task.create_state(config, model, jax.random.key(config.seed)),
                          replicated)
   manager = checkpoint_manager(workdir, config)
   state = restore_or_keep(manager, state)
   start = int(state.step)
   vgg_params = jax.device_put(load_vgg(config), replicated)
   p_train_step = make_train_step(config, mesh, state)
-  logging.info('Model %s with %s parameters on %d devices (%d processes), global batch %d.',
-               'two-path' if config.two_path else 'w_mask',
-               f'{sum(x.size for x in jax.tree.leaves(state.params)):,}', jax.device_count(),
-               jax.process_count(), config.batch_size)
+  logging.info('Task %s with %s parameters on %d devices (%d processes), global batch %d.',
+               task.describe(config), f'{sum(x.size for x in jax.tree.leaves(state.params)):,}',
+               jax.device_count(), jax.process_count(), config.batch_size)
   if start == 0:
     writer.write_hparams({k: v for k, v in config.to_dict().items()
                           if isinstance(v, (int, float, str, bool))})
@@ -355,24 +367,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       bar.set_postfix(loss=f'{terms["total"]:.4f}')
     if step % config.log_every_steps == 0 or step == config.num_train_steps:
       scalars = {f'train/{k}': v / count for k, v in sums.items()}
-      scalars['train/learning_rate'] = float(learning_rate_schedule(config)(step - 1))
       scalars['train/steps_per_sec'] = count / (time.time() - tic)
       writer.write_scalars(step, scalars)
       sums, count, tic = {}, 0, time.time()
     if config.sample_every_steps and step % config.sample_every_steps == 0:
-      write_sample_sheet(config, model, state, batch, step, workdir, writer)
+      task.write_samples(config, model, state, batch, step, workdir, writer)
     preempted = watcher.should_stop()
     if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or preempted:
       save_checkpoint(manager, state, step)
     if config.eval_every_steps and step % config.eval_every_steps == 0:
-      evaluate(config, model, state, mesh, step, workdir, writer)
+      task.evaluate(config, model, state, mesh, step, workdir, writer)
     if preempted:
       logging.warning('Preempted: checkpoint saved at step %d, exiting.', step)
       break
   if bar is not None:
     bar.close()
   if not preempted and (not config.eval_every_steps or step % config.eval_every_steps):
-    evaluate(config, model, state, mesh, step, workdir, writer)
+    task.evaluate(config, model, state, mesh, step, workdir, writer)
   writer.flush()
   manager.close()
   return state
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What the shared training loop needs from a model family (stage 2 or stage 1)."""
+  create_model: Callable[..., Any]  # config -> model(s)
+  create_state: Callable[..., Any]  # (config, model, rng) -> state with .step and .params
+  step_fn: Callable[..., Callable]  # config -> fn(state, batch, vgg_params) -> (state, terms)
+  evaluate: Callable[..., Dict[str, float]]  # (config, model, state, mesh, step, workdir, writer)
+  write_samples: Callable[..., None]  # (config, model, state, batch, step, workdir, writer)
+  describe: Callable[..., str]  # config -> a name for the log
+
+
+IMG2VID = Task(create_model=create_model, create_state=create_train_state,
+               step_fn=img2vid_step_fn, evaluate=evaluate, write_samples=write_sample_sheet,
+               describe=lambda c: 'img2vid ' + ('two-path' if c.two_path else 'w_mask'))
+
+
+def get_task(config) -> Task:
+  """The task of a config: 'img2vid' (stage 2, default) or 'img2img' (stage 1)."""
+  name = config.get('task', 'img2vid')
+  if name == 'img2vid':
+    return IMG2VID
+  if name == 'img2img':
+    from seg2vid_jax import img2img  # pylint: disable=g-import-not-at-top
+    return img2img.TASK
+  raise ValueError(f'config.task={name!r}: use img2vid or img2img')
