@@ -10,8 +10,7 @@ class, the L1 distance between the normalised histograms of colours and of gradi
 magnitudes, averaged over the classes present.
 """
 
-import json
-import os
+import io
 from typing import Any
 
 from absl import logging
@@ -20,10 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from PIL import Image
 
 from seg2vid_jax import evaluation
 from seg2vid_jax import input_pipeline
 from seg2vid_jax import losses_img2img
+from seg2vid_jax import train
 from seg2vid_jax import visualize
 from seg2vid_jax.models import pix2pixhd
 
@@ -153,10 +154,7 @@ def evaluate(config, models, state, mesh, step: int, workdir: str, writer=None):
   k = config.model.num_classes  # The last histogram row holds the padding clips.
   for name, value in histogram_distance(real_h[:k], fake_h[:k]).items():
     results[f'histogram_l1/{name}'] = value
-  if jax.process_index() == 0:
-    os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-    with open(os.path.join(workdir, 'eval', f'step_{step}.json'), 'w') as f:
-      json.dump(results, f, indent=1, sort_keys=True)
+  train.write_eval_json(workdir, step, results)
   if writer is not None:
     writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
   logging.info('Stage-1 evaluation at step %d: %s', step,
@@ -179,10 +177,9 @@ def write_samples(config, models, state, batch, step: int, workdir: str, writer=
       'real': visualize.to_uint8(real[i])[None],
       'generated': visualize.to_uint8(fake[i])[None]} for i in range(labels.shape[0])])[0]
   if jax.process_index() == 0:
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-    path = os.path.join(workdir, 'samples', f'step_{step:07d}.png')
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(sheet).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(sheet).save(buffer, format='PNG')
+    train.write_workdir_file(workdir, f'samples/step_{step:07d}.png', buffer.getvalue())
   if writer is not None:
     writer.write_images(step, {'samples': sheet[None]})
 
@@ -193,7 +190,6 @@ def describe(config):
 
 
 def _task():
-  from seg2vid_jax import train  # pylint: disable=g-import-not-at-top
   return train.Task(create_model=create_models, create_state=create_state, step_fn=step_fn,
                     evaluate=evaluate, write_samples=write_samples, describe=describe)
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict
@@ -19,6 +20,7 @@ from typing import Any, Callable, Dict
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
+from etils import epath
 import flax
 from flax.training import train_state
 import jax
@@ -58,6 +60,26 @@ def create_model(config: ml_collections.ConfigDict) -> Img2Vid:
 def create_mesh() -> jax.sharding.Mesh:
   """A 1-D 'data' mesh over all devices of all processes."""
   return jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
+
+
+def resolve_workdir(workdir: str) -> str:
+  """An absolute local path, or a URL (gs://...) left as it is."""
+  return str(workdir) if '://' in str(workdir) else os.path.abspath(workdir)
+
+
+def write_workdir_file(workdir: str, relative: str, data: bytes):
+  """Writes `data` to <workdir>/<relative> on a local disk or a bucket (gs://...)."""
+  path = epath.Path(workdir) / relative
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(data)
+  return str(path)
+
+
+def write_eval_json(workdir: str, step: int, results):
+  """<workdir>/eval/step_<step>.json, from process 0."""
+  if jax.process_index() == 0:
+    write_workdir_file(workdir, f'eval/step_{step}.json',
+                       json.dumps(results, indent=1, sort_keys=True).encode())
 
 
 def replicated_sharding(mesh):
@@ -176,7 +198,7 @@ class PreemptionWatcher:
 def checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
   """Orbax manager of <workdir>/checkpoints keeping the newest `keep_checkpoints`."""
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      str(epath.Path(resolve_workdir(workdir)) / 'checkpoints'),
       options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
 
 
@@ -245,10 +267,7 @@ def evaluate(config, model, state: TrainState, mesh, step: int, workdir: str, wr
     per_frame, mask = jax.device_get(metrics_fn(variables, batch, jax.random.fold_in(rng, i)))
     accumulator.update(per_frame, mask)
   results = accumulator.result()
-  if jax.process_index() == 0:
-    os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-    with open(os.path.join(workdir, 'eval', f'step_{step}.json'), 'w') as f:
-      json.dump(results, f, indent=1, sort_keys=True)
+  write_eval_json(workdir, step, results)
   if writer is not None:
     writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
   logging.info('Evaluation at step %d: %s', step,
@@ -277,9 +296,10 @@ def write_sample_sheet(config, model, state, batch, step: int, workdir: str, wri
   } for i in range(video.shape[0])]
   frames = visualize.sample_sheet_batch(sheets)
   if jax.process_index() == 0:
-    path = os.path.join(workdir, 'samples', f'step_{step:07d}.gif')
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    visualize.write_gif(path, frames)
+    with tempfile.TemporaryDirectory() as tmp:
+      visualize.write_gif(os.path.join(tmp, 'sheet.gif'), frames)
+      with open(os.path.join(tmp, 'sheet.gif'), 'rb') as f:
+        path = write_workdir_file(workdir, f'samples/step_{step:07d}.gif', f.read())
     logging.info('Wrote sample sheet %s', path)
   if writer is not None:
     writer.write_images(step, {'samples': np.concatenate(list(frames), axis=1)[None]})
@@ -306,7 +326,7 @@ def evaluate_checkpoint(config, workdir: str):
   model, mesh, state = restore_state(config, workdir)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   results = get_task(config).evaluate(config, model, state, mesh, int(state.step),
-                                      os.path.abspath(workdir), writer)
+                                      resolve_workdir(workdir), writer)
   writer.flush()
   return results
 
@@ -324,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   Returns the final train state. Raises `NonFiniteLossError` if a loss becomes NaN/inf.
   """
-  workdir = os.path.abspath(workdir)
+  workdir = resolve_workdir(workdir)
   task = get_task(config)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   mesh = create_mesh()
