@@ -13,7 +13,7 @@ def get_config():
   config = default.get_config()
   config.dataset = 'synthetic'  # Generated on the fly by seg2vid_jax.data.synthetic.
   config.image_size = (64, 64)  # Small frames: the refinement U-Net gets 4 levels.
-  config.batch_size = 8  # Clips per step.
+  config.batch_size = 4  # Clips per step (1 to 2 steps/s on 2 cores).
   config.two_path = True  # Cars/people and the background move differently: two paths.
   config.num_eval_clips = 64  # Held-out synthetic clips evaluated.
 
@@ -28,10 +28,10 @@ def get_config():
   config.model.refine_bottleneck = 64
 
   config.learning_rate = 1e-3  # The published Adam learning rate.
-  config.num_train_steps = 1_500
+  config.num_train_steps = 800  # About 10 minutes on 2 cores, evaluation included.
   config.log_every_steps = 50
-  config.checkpoint_every_steps = 500
-  config.sample_every_steps = 500
+  config.checkpoint_every_steps = 400
+  config.sample_every_steps = 200
   config.eval_every_steps = 0  # Evaluate once, at the end.
   config.num_prior_samples = 5
   return config
