@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= workdirs/synthetic
+STAGE1_DIR ?= workdirs/synthetic_img2img
 
 export CUDA_VISIBLE_DEVICES ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -23,17 +24,25 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
 
-# Trains the CPU demo (about 10 minutes on 2 cores), evaluates it, and generates videos
-# from a label map and first frame the model has never seen.
+# Trains both stages of the CPU demo (stage 2 about 11 minutes on 2 cores), evaluates them, and
+# generates videos from a label map and first frame the model has never seen, then from the
+# label map alone (stage 1 draws the first frame), 12 frames long.
 demo: $(STAMP)
 	$(PY) -m seg2vid_jax.main --config=configs/synthetic.py --workdir=$(DEMO_DIR)
+	$(PY) -m seg2vid_jax.main --config=configs/synthetic_img2img.py --workdir=$(STAGE1_DIR)
 	$(PY) -m seg2vid_jax.data.synthetic --output_dir=$(DEMO_DIR)/inputs
 	$(PY) -m seg2vid_jax.main --config=configs/synthetic.py --workdir=$(DEMO_DIR) \
 	    --mode=generate --label_map=$(DEMO_DIR)/inputs/label_map.png \
 	    --first_frame=$(DEMO_DIR)/inputs/first_frame.png --num_samples=4
+	$(PY) -m seg2vid_jax.main --config=configs/synthetic.py --workdir=$(DEMO_DIR) \
+	    --mode=generate --label_map=$(DEMO_DIR)/inputs/label_map.png --num_samples=4 \
+	    --num_frames=12 --output_dir=$(DEMO_DIR)/generated_from_label_map \
+	    --config.img2img_workdir=$(STAGE1_DIR) \
+	    --config.img2img_config=configs/synthetic_img2img.py
 	$(PY) -m seg2vid_jax.report --workdir=$(DEMO_DIR)
-	@echo "Sample sheets: $(DEMO_DIR)/samples  Generated videos: $(DEMO_DIR)/generated"
-	@echo "TensorBoard:   $(VENV)/bin/tensorboard --logdir=$(DEMO_DIR)"
+	@echo "Sample sheets: $(DEMO_DIR)/samples  $(STAGE1_DIR)/samples"
+	@echo "Generated:     $(DEMO_DIR)/generated  $(DEMO_DIR)/generated_from_label_map"
+	@echo "TensorBoard:   $(VENV)/bin/tensorboard --logdir=workdirs"
 
 clean:
 	rm -rf $(VENV) .cache
