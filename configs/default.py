@@ -6,6 +6,7 @@ Other configs start from this one and change what differs. Run:
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_config():
@@ -16,8 +17,8 @@ def get_config():
 
   # Data (seg2vid_jax.input_pipeline).
   config.dataset = 'cityscapes'  # 'synthetic', 'synthetic_tfds', 'cityscapes', 'kth', 'video_folder'.
-  config.data_dir = None  # TFDS data_dir for prepared datasets (None: TFDS default).
-  config.manual_dir = None  # Extracted raw files for builders that need a manual download.
+  config.data_dir = placeholder(str)  # TFDS data_dir for prepared datasets (None: TFDS default).
+  config.manual_dir = placeholder(str)  # Extracted raw files for builders that need a manual download.
   config.image_size = (128, 256)  # (H, W) the clips are resized to; multiples of 16.
   config.num_frames = 5  # T: the first frame and K = T - 1 predicted frames.
   config.batch_size = 8  # Global batch, split over all devices of all hosts.
@@ -26,7 +27,7 @@ def get_config():
   config.shuffle_buffer = 256  # Clips in the shuffle buffer of the training stream.
   config.train_split = 'train'  # TFDS split for training.
   config.eval_split = 'validation'  # TFDS split for evaluation.
-  config.num_eval_clips = None  # Evaluate on the first N clips only (None: the whole split).
+  config.num_eval_clips = placeholder(int)  # Evaluate on the first N clips only (None: the whole split).
   config.skip_bad_examples = False  # Skip (and count) unreadable clips instead of stopping.
 
   # Model (seg2vid_jax.models.Img2Vid); image size, K and two_path come from above.
@@ -48,7 +49,7 @@ def get_config():
 
   # Objective (seg2vid_jax.losses); None: the published weights.
   config.loss_weights = None  # e.g. {'vgg': 0.0}; keys as in losses.WEIGHTS.
-  config.vgg_weights = None  # .npz from `python -m seg2vid_jax.vgg_weights`; None: no VGG term.
+  config.vgg_weights = placeholder(str)  # .npz from `python -m seg2vid_jax.vgg_weights`; None: no VGG term.
 
   # Optimisation.
   config.learning_rate = 1e-3  # Adam, as published.
@@ -56,7 +57,7 @@ def get_config():
   config.warmup_steps = 0  # Linear warmup steps (cosine schedule only).
   config.b1 = 0.9  # Adam beta1.
   config.b2 = 0.999  # Adam beta2.
-  config.grad_clip_norm = None  # Global-norm gradient clipping (None: off, as published).
+  config.grad_clip_norm = placeholder(float)  # Global-norm gradient clipping (None: off, as published).
   config.num_train_steps = 200_000  # Training length in steps.
 
   # Bookkeeping.
@@ -70,6 +71,6 @@ def get_config():
   config.progress_bar = True  # tqdm bar on interactive consoles.
 
   # Generation from a label map alone (--mode=generate without --first_frame): stage 1.
-  config.img2img_workdir = None  # Workdir of a stage-1 run (configs/*_img2img.py).
-  config.img2img_config = None  # The config file that stage-1 run used.
+  config.img2img_workdir = placeholder(str)  # Workdir of a stage-1 run (configs/*_img2img.py).
+  config.img2img_config = placeholder(str)  # The config file that stage-1 run used.
   return config

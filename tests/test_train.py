@@ -180,3 +180,11 @@ def test_two_processes_match_one_process(tmp_path):
   assert sorted(one) == sorted(two) == [1, 2]
   np.testing.assert_allclose(two[1], one[1], rtol=1e-5)
   np.testing.assert_allclose(two[2], one[2], rtol=1e-3)  # See the sharded test on Adam.
+
+
+def test_optional_paths_override_from_the_command_line(tmp_path):
+  """--config.vgg_weights=... parses (a None default would not) and a bad path is named."""
+  proc = run_main(str(tmp_path / 'w'), '--config.vgg_weights=/nonexistent/vgg19.npz')
+  output, _ = proc.communicate(timeout=300)
+  assert proc.returncode != 0
+  assert 'VGG weights file /nonexistent/vgg19.npz does not exist' in output
