@@ -1,0 +1,96 @@
+"""Generation speed of the published two-path model on CPU, in one run.
+
+The Img2Vid model of configs/cityscapes.py (two paths, 128x256, K = 4), with random weights
+(the cost is what is measured), generates K = 4 frames from a first frame and a label map: one
+eval-mode pass on a 1-frame video, with z and the refinement noise given, so the motion
+encoder does not run (what `seg2vid_jax.generate.sample_videos` does per pass). Both batch
+sizes are compiled first, then timed interleaved (batch 1, batch 8, batch 1, ...) so that the
+load of a shared machine hits both alike. Prints the median time of a batch-1 pass (target:
+under 1 s) and frames/s at batch 1 and batch 8, with XLA's FLOP count and the achieved GFLOP/s.
+
+  CUDA_VISIBLE_DEVICES= python benchmarks/generate.py [--batches=1,8] [--repeats=3]
+  (--dtype=bfloat16 to time bfloat16 compute instead)
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import cityscapes  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seg2vid_jax import train
+from seg2vid_jax.models import init_variables
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--batches', default='1,8', help='batch sizes, timed interleaved')
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--dtype', default='float32', help="compute dtype: 'bfloat16' to try it")
+  args = parser.parse_args()
+  batches = [int(b) for b in args.batches.split(',')]
+
+  config = cityscapes.get_config()
+  config.model.dtype = args.dtype
+  model = train.create_model(config)
+  k = model.num_predicted_frames
+  h, w = model.image_size
+  t = time.perf_counter()
+  variables = init_variables(model, jax.random.key(0))
+  print(f'jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device); '
+        f'configs/cityscapes.py: two_path={model.two_path}, {h}x{w}, K={k}, '
+        f'dtype={args.dtype}, '
+        f'{sum(x.size for x in jax.tree.leaves(variables["params"])) / 1e6:.1f}M parameters '
+        f'(init {time.perf_counter() - t:.0f} s)')
+
+  @jax.jit
+  def generate(variables, frame, label_onehot, noise, z):
+    out = model.apply(variables, frame, label_onehot, noise, z)  # Eval mode, T = 1.
+    return {name: out[name] for name in ('refined', 'warped', 'flow', 'mask_fw', 'mask_bw')}
+
+  rng = np.random.default_rng(0)
+  compiled, inputs, flops = {}, {}, {}
+  for b in batches:
+    frame = jnp.asarray(rng.uniform(0, 1, (b, 1, h, w, model.channels)), jnp.float32)
+    labels = jax.nn.one_hot(rng.integers(0, model.num_classes, (b, h, w)), model.num_classes)
+    noise = jnp.asarray(rng.standard_normal((b, h, w, model.channels)), jnp.float32)
+    z = jnp.asarray(rng.standard_normal((b,) + model.latent_shape), jnp.float32)
+    inputs[b] = (variables, frame, labels, noise, z)
+    t = time.perf_counter()
+    compiled[b] = generate.lower(*inputs[b]).compile()
+    cost = compiled[b].cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops[b] = float(cost['flops'])
+    out = jax.block_until_ready(compiled[b](*inputs[b]))  # Warm-up.
+    assert out['refined'].shape == (b, k, h, w, model.channels), out['refined'].shape
+    assert all(bool(jnp.isfinite(x).all()) for x in out.values())
+    print(f'batch {b}: compiled in {time.perf_counter() - t:.0f} s, '
+          f'{flops[b] / 1e9:.1f} GFLOP per pass (XLA cost analysis)')
+
+  times = {b: [] for b in batches}
+  for _ in range(args.repeats):  # Interleaved: batch 1, batch 8, batch 1, ...
+    for b in batches:
+      t = time.perf_counter()
+      jax.block_until_ready(compiled[b](*inputs[b]))
+      times[b].append(time.perf_counter() - t)
+  fps = {}
+  for b in batches:
+    med = float(np.median(times[b]))
+    fps[b] = b * k / med
+    print(f'batch {b}: {k} frames x {b}: median {med:.3f} s (min {min(times[b]):.3f}, '
+          f'{args.repeats} runs), {fps[b]:.1f} frames/s, {flops[b] / med / 1e9:.0f} GFLOP/s')
+  if 1 in batches:
+    med1 = float(np.median(times[1]))
+    print(f'batch 1 median {med1:.3f} s: {"under" if med1 < 1 else "OVER"} the 1 s target')
+  for b in batches[1:]:
+    print(f'frames/s batch {b} / batch {batches[0]}: {fps[b] / fps[batches[0]]:.2f}x')
+
+
+if __name__ == '__main__':
+  main()
