@@ -13,7 +13,7 @@ The flow gradient of a bilinear warp jumps where a sampling point crosses a pixe
 and two float32 implementations round points within ~1e-5 px of a boundary to different
 sides: those few elements are counted apart, the rest must agree to float rounding.
 
-  CUDA_VISIBLE_DEVICES= python benchmarks/warp.py [--batch=8 --frames=4] [--repeats=15]
+  CUDA_VISIBLE_DEVICES= PYTHONPATH=. python benchmarks/warp.py [--batch=8 --frames=4] [--repeats=15]
 """
 
 import argparse
@@ -22,19 +22,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy import ndimage
 
 from seg2vid_jax.ops import flow_to_pixels, pixels_to_flow, warp
-
-
-def map_coordinates_warp(image, flow):
-  """The same warp through jax.scipy.ndimage.map_coordinates, one image (H, W, C)."""
-  h, w, c = image.shape
-  flow_px = flow_to_pixels(flow)
-  ys, xs = jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing='ij')
-  coords = [ys - flow_px[..., 1], xs - flow_px[..., 0]]
-  return jnp.stack([ndimage.map_coordinates(image[..., i], coords, order=1, mode='constant',
-                                            cval=0.0) for i in range(c)], axis=-1)
+from tests.test_warp import map_coordinates_warp  # The oracle of the warp's tests.
 
 
 def map_coordinates_warp_batched(image, flow):
