@@ -118,21 +118,22 @@ def load_config_file(path: str):
   return module.get_config()
 
 
+def _rgb_uint8(images):
+  """Images in [0, 1] as uint8 RGB (grayscale repeated over three channels)."""
+  images = visualize.to_uint8(images)
+  return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
 def write_outputs(output_dir: str, frame, labels, samples, fps: int = 4):
   """Writes the inputs, each sample's video, flows and masks, and a sheet of all samples."""
   os.makedirs(output_dir, exist_ok=True)
-  first = visualize.to_uint8(frame)
-  if first.shape[-1] == 1:
-    first = np.repeat(first, 3, axis=-1)
+  first = _rgb_uint8(frame)
   Image.fromarray(first).save(os.path.join(output_dir, 'first_frame.png'))
   Image.fromarray(visualize.labels_to_color(labels)).save(
       os.path.join(output_dir, 'label_map_color.png'))
   sheets = []
   for i in range(samples['refined'].shape[0]):
-    frames = visualize.to_uint8(samples['refined'][i])
-    if frames.shape[-1] == 1:
-      frames = np.repeat(frames, 3, axis=-1)
-    video = np.concatenate([first[None], frames])
+    video = np.concatenate([first[None], _rgb_uint8(samples['refined'][i])])
     visualize.write_gif(os.path.join(output_dir, f'sample_{i}.gif'), video, fps=fps)
     visualize.write_mp4(os.path.join(output_dir, f'sample_{i}.mp4'), video, fps=fps)
     flows = visualize.flow_to_color(samples['flow'][i])

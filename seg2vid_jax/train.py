@@ -21,7 +21,6 @@ from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 from etils import epath
-import flax
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
@@ -167,7 +166,7 @@ def make_train_step(config, mesh, state):
 
 
 def check_finite(step: int, terms: Dict[str, float]):
-  """Raises `NonFiniteLossError` naming the step and the first non-finite term."""
+  """Raises `NonFiniteLossError` naming the step and every non-finite term."""
   bad = [name for name, value in terms.items() if not np.isfinite(value)]
   if bad:
     raise NonFiniteLossError(

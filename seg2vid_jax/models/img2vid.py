@@ -8,7 +8,7 @@ from the config: the defaults are the published model (MODEL.md), and smaller se
 configuration that trains on a CPU.
 """
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import flax.linen as nn
 import jax
