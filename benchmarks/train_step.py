@@ -19,6 +19,8 @@ import numpy as np
 
 from configs import cityscapes
 from seg2vid_jax import losses, train, vgg_weights
+from seg2vid_jax.ops import conv
+import xla_profile
 
 
 def matmul_peak(n=4096, repeats=5):
@@ -41,6 +43,21 @@ def random_vgg_params():
   return jax.tree.map(lambda s: 0.01 * jax.random.normal(next(keys), s.shape), shapes)
 
 
+def step_flops(state, batch, vgg):
+  """XLA's FLOP count of the training step, computed with XLA's own convolution gradients.
+
+  Cost analysis counts the body of a loop once, so the per-tap weight gradients (a loop over
+  the kernel taps) would be undercounted; the arithmetic is the same either way.
+  """
+  conv.set_weight_grad('xla')
+  try:
+    step = jax.jit(lambda s, b, v: train.train_step(s, b, v, seed=0, weights=losses.WEIGHTS))
+    cost = step.lower(state, batch, vgg).cost_analysis()
+  finally:
+    conv.set_weight_grad('auto')
+  return float((cost[0] if isinstance(cost, (list, tuple)) else cost)['flops'])
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--batch', type=int, default=2)
@@ -50,6 +67,10 @@ def main():
   parser.add_argument('--frames', type=int, default=5)
   parser.add_argument('--remat', action='store_true', help='rematerialise the refinement net')
   parser.add_argument('--no_vgg', action='store_true', help='perceptual term off')
+  parser.add_argument('--xla_weight_grad', action='store_true',
+                      help="XLA's own convolution weight gradients instead of per-tap matmuls")
+  parser.add_argument('--profile', action='store_true',
+                      help='one more step under jax.profiler, time summed by kind of op')
   args = parser.parse_args()
 
   config = cityscapes.get_config()
@@ -65,14 +86,14 @@ def main():
            'label_onehot': jax.nn.one_hot(rng.integers(0, 20, (args.batch, args.height,
                                                                 args.width)), 20)}
   vgg = None if args.no_vgg else random_vgg_params()
+  flops = step_flops(state, batch, vgg)
+  conv.set_weight_grad('xla' if args.xla_weight_grad else 'auto')
   step = jax.jit(lambda s, b, v: train.train_step(s, b, v, seed=0, weights=losses.WEIGHTS),
                  donate_argnums=0)
   t = time.perf_counter()
   compiled = step.lower(state, batch, vgg).compile()
   compile_s = time.perf_counter() - t
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost['flops'])
+  memory = compiled.memory_analysis()
   state, terms = compiled(state, batch, vgg)  # Warm-up.
   jax.block_until_ready(terms)
   peak_before = matmul_peak()  # Before and after the steps: the machine's load drifts.
@@ -89,7 +110,8 @@ def main():
   rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
   print(f'published two-path model, batch {args.batch}, {args.height}x{args.width}, '
         f'K={args.frames - 1}, fp32, VGG {"off" if args.no_vgg else "on"}, '
-        f'remat {"on" if args.remat else "off"}, {jax.device_count()} {jax.devices()[0].platform}'
+        f'remat {"on" if args.remat else "off"}, '
+        f'weight gradients {"XLA" if args.xla_weight_grad else "per-tap"}, {jax.device_count()} {jax.devices()[0].platform}'
         f' device(s)')
   print(f'compile time              {compile_s:8.1f} s')
   print(f'train step (median of {args.steps})  {step_s:8.2f} s   (PyTorch original: 15.4 s)')
@@ -98,7 +120,11 @@ def main():
   print(f'fp32 matmul peak          {peak:8.1f} GFLOP/s (before {peak_before:.1f}, after '
         f'{peak_after:.1f})')
   print(f'ratio achieved / peak     {achieved / peak:8.1%}   (PyTorch original: ~67%)')
+  print(f'XLA temporary buffers     {memory.temp_size_in_bytes / 2 ** 30:8.2f} GB '
+        '(activations and scratch of the step)')
   print(f'peak resident memory      {rss_gb:8.2f} GB')
+  if args.profile:
+    xla_profile.print_breakdown(*xla_profile.profile(compiled, state, batch, vgg))
 
 
 if __name__ == '__main__':

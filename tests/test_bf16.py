@@ -60,9 +60,16 @@ def setup():
 
 
 def _conv_dtypes(model, variables, inputs):
-  jaxpr = jax.make_jaxpr(lambda v, *a: model.apply(v, *a))(variables, *inputs)
-  return collections.Counter(str(e.invars[0].aval.dtype) for e in jaxpr.jaxpr.eqns
-                             if e.primitive.name == 'conv_general_dilated')
+  """Input dtypes of the convolutions in the forward pass, inside custom_vjp calls too."""
+  def walk(jaxpr):
+    for e in jaxpr.eqns:
+      if e.primitive.name == 'conv_general_dilated':
+        yield str(e.invars[0].aval.dtype)
+      for param in e.params.values():
+        if hasattr(param, 'eqns') or hasattr(param, 'jaxpr'):
+          yield from walk(getattr(param, 'jaxpr', param))
+  closed = jax.make_jaxpr(lambda v, *a: model.apply(v, *a))(variables, *inputs)
+  return collections.Counter(walk(closed.jaxpr))
 
 
 def test_parameters_stay_float32():

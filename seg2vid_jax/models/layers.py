@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from seg2vid_jax.ops import conv as conv_ops
+
 LEAK = 0.2
 
 
@@ -90,7 +92,8 @@ def conv(features, kernel, stride=1, pad=0, use_bias=True, name=None, dtype=None
   """A 2-D (or 3-D, with a 3-tuple kernel) convolution with PyTorch's explicit padding."""
   kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
   return nn.Conv(features, kernel, strides=stride, padding=[(pad, pad)] * len(kernel),
-                 use_bias=use_bias, name=name, dtype=dtype)
+                 use_bias=use_bias, name=name, dtype=dtype,
+                 conv_general_dilated=conv_ops.conv_general_dilated)
 
 
 class ConvBase(nn.Module):

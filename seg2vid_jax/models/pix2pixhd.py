@@ -22,6 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from seg2vid_jax.ops import conv as conv_ops
+
 LEAK = 0.2
 EPSILON = 1e-5
 # pix2pixHD's NLayerDiscriminator: 4x4 kernels padded by ceil((4 - 1) / 2) = 2.
@@ -85,7 +87,8 @@ def downsample(x):
 def _conv(features, kernel, stride=1, padding=0, name=None):
   return nn.Conv(features, (kernel, kernel), (stride, stride),
                  padding=((padding, padding), (padding, padding)),
-                 kernel_init=KERNEL_INIT, name=name)
+                 kernel_init=KERNEL_INIT, name=name,
+                 conv_general_dilated=conv_ops.conv_general_dilated)
 
 
 def upconv(features, name=None):
