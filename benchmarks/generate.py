@@ -6,7 +6,8 @@ eval-mode pass on a 1-frame video, with z and the refinement noise given, so the
 encoder does not run (what `seg2vid_jax.generate.sample_videos` does per pass). Both batch
 sizes are compiled first, then timed interleaved (batch 1, batch 8, batch 1, ...) so that the
 load of a shared machine hits both alike. Prints the median time of a batch-1 pass (target:
-under 1 s) and frames/s at batch 1 and batch 8, with XLA's FLOP count and the achieved GFLOP/s.
+under 1 s) and frames/s at batch 1 and batch 8, with XLA's FLOP count, the achieved GFLOP/s
+and the time the pass would take at the fp32 matmul peak measured in the same run.
 
   CUDA_VISIBLE_DEVICES= python benchmarks/generate.py [--batches=1,8] [--repeats=3]
   (--dtype=bfloat16 to time bfloat16 compute instead)
@@ -26,6 +27,7 @@ import numpy as np
 from configs import cityscapes  # pylint: disable=g-import-not-at-top,wrong-import-position
 from seg2vid_jax import train
 from seg2vid_jax.models import init_variables
+from train_step import matmul_peak  # pylint: disable=g-import-not-at-top
 
 
 def main():
@@ -85,9 +87,13 @@ def main():
     fps[b] = b * k / med
     print(f'batch {b}: {k} frames x {b}: median {med:.3f} s (min {min(times[b]):.3f}, '
           f'{args.repeats} runs), {fps[b]:.1f} frames/s, {flops[b] / med / 1e9:.0f} GFLOP/s')
+  peak = matmul_peak()
+  print(f'fp32 matmul peak measured now: {peak:.0f} GFLOP/s')
   if 1 in batches:
     med1 = float(np.median(times[1]))
-    print(f'batch 1 median {med1:.3f} s: {"under" if med1 < 1 else "OVER"} the 1 s target')
+    print(f'batch 1 median {med1:.3f} s: {"under" if med1 < 1 else "OVER"} the 1 s target; '
+          f'{flops[1] / 1e9:.0f} GFLOP at the matmul peak would take {flops[1] / peak / 1e9:.2f} s '
+          f'(the pass runs at {flops[1] / med1 / peak / 1e9:.0%} of peak)')
   for b in batches[1:]:
     print(f'frames/s batch {b} / batch {batches[0]}: {fps[b] / fps[batches[0]]:.2f}x')
 

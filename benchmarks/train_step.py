@@ -6,10 +6,15 @@ XLA's cost analysis, the achieved GFLOP/s, this machine's fp32 matmul peak measu
 run, their ratio, and the peak resident memory. For scale (MODEL.md): the PyTorch original
 takes 15.4 s for this step on a 2-core CPU, 1.9 TFLOP, 124 GFLOP/s (~67% of 185 GFLOP/s).
 
-  PYTHONPATH=. python benchmarks/train_step.py [--batch=2] [--steps=3] [--height=128 --width=256] [--remat]
+  PYTHONPATH=. python benchmarks/train_step.py [--batch=2] [--steps=3] [--height=128 --width=256]
+      [--frames=5] [--remat] [--xla_weight_grad] [--profile] [--json=out.json]
+
+--profile adds a breakdown of one step's time by kind of XLA op (`xla_profile.py`);
+--xla_weight_grad compares against XLA's own convolution weight gradients.
 """
 
 import argparse
+import json
 import resource
 import time
 
@@ -71,6 +76,7 @@ def main():
                       help="XLA's own convolution weight gradients instead of per-tap matmuls")
   parser.add_argument('--profile', action='store_true',
                       help='one more step under jax.profiler, time summed by kind of op')
+  parser.add_argument('--json', help='also write the figures to this JSON file')
   args = parser.parse_args()
 
   config = cityscapes.get_config()
@@ -111,18 +117,24 @@ def main():
   print(f'published two-path model, batch {args.batch}, {args.height}x{args.width}, '
         f'K={args.frames - 1}, fp32, VGG {"off" if args.no_vgg else "on"}, '
         f'remat {"on" if args.remat else "off"}, '
-        f'weight gradients {"XLA" if args.xla_weight_grad else "per-tap"}, {jax.device_count()} {jax.devices()[0].platform}'
-        f' device(s)')
+        f'weight gradients {"XLA" if args.xla_weight_grad else "per-tap"}, '
+        f'{jax.device_count()} {jax.devices()[0].platform} device(s)')
   print(f'compile time              {compile_s:8.1f} s')
   print(f'train step (median of {args.steps})  {step_s:8.2f} s   (PyTorch original: 15.4 s)')
   print(f'XLA FLOPs per step        {flops / 1e9:8.0f} GFLOP (PyTorch count: 1,903)')
   print(f'achieved                  {achieved:8.1f} GFLOP/s')
   print(f'fp32 matmul peak          {peak:8.1f} GFLOP/s (before {peak_before:.1f}, after '
         f'{peak_after:.1f})')
-  print(f'ratio achieved / peak     {achieved / peak:8.1%}   (PyTorch original: ~67%)')
+  print(f'ratio achieved / peak     {achieved / peak:8.1%}   (PyTorch original: ~67%; target '
+        f'75%: {"met" if achieved / peak >= 0.75 else "not met"})')
   print(f'XLA temporary buffers     {memory.temp_size_in_bytes / 2 ** 30:8.2f} GB '
         '(activations and scratch of the step)')
   print(f'peak resident memory      {rss_gb:8.2f} GB')
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(dict(vars(args), step_s=step_s, times=times, gflop=flops / 1e9,
+                     gflops=achieved, peak_gflops=peak, compile_s=compile_s, rss_gb=rss_gb,
+                     temp_gb=memory.temp_size_in_bytes / 2 ** 30), f, indent=1)
   if args.profile:
     xla_profile.print_breakdown(*xla_profile.profile(compiled, state, batch, vgg))
 
