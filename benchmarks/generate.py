@@ -14,6 +14,7 @@ and the time the pass would take at the fp32 matmul peak measured in the same ru
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -27,6 +28,7 @@ import numpy as np
 from configs import cityscapes  # pylint: disable=g-import-not-at-top,wrong-import-position
 from seg2vid_jax import train
 from seg2vid_jax.models import init_variables
+from seg2vid_jax.ops import conv
 from train_step import matmul_peak  # pylint: disable=g-import-not-at-top
 
 
@@ -51,7 +53,7 @@ def main():
         f'{sum(x.size for x in jax.tree.leaves(variables["params"])) / 1e6:.1f}M parameters '
         f'(init {time.perf_counter() - t:.0f} s)')
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=conv.compiler_options())
   def generate(variables, frame, label_onehot, noise, z):
     out = model.apply(variables, frame, label_onehot, noise, z)  # Eval mode, T = 1.
     return {name: out[name] for name in ('refined', 'warped', 'flow', 'mask_fw', 'mask_bw')}

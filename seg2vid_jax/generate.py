@@ -5,6 +5,7 @@ frame followed by the K generated frames, the forward flows in the Middlebury co
 and the occlusion masks; plus the inputs as seen by the model and one sheet with all samples.
 """
 
+import functools
 import os
 from typing import Optional
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from seg2vid_jax import train
 from seg2vid_jax import visualize
+from seg2vid_jax.ops import conv
 from seg2vid_jax.ops import warp
 
 
@@ -72,7 +74,7 @@ def sample_videos(model, variables, frame, labels, num_samples: int, seed: int,
   onehot = jax.nn.one_hot(jnp.broadcast_to(labels, (num_samples,) + labels.shape),
                           model.num_classes)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=conv.compiler_options())
   def one_pass(variables, video, onehot):
     out = model.apply(variables, video, onehot, noise, z)
     moved = out['flow'][:, -1] * out['mask_fw'][:, -1, ..., None]

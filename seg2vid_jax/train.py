@@ -36,6 +36,7 @@ from seg2vid_jax import losses
 from seg2vid_jax import vgg_weights
 from seg2vid_jax import visualize
 from seg2vid_jax.models import Img2Vid, init_variables
+from seg2vid_jax.ops import conv
 
 
 class TrainState(train_state.TrainState):
@@ -161,7 +162,7 @@ def make_train_step(config, mesh, state):
       in_shardings=(jax.tree.map(lambda _: replicated, state),
                     input_pipeline.data_sharding(mesh.devices.ravel()), replicated),
       out_shardings=(jax.tree.map(lambda _: replicated, state), replicated),
-      donate_argnums=0)
+      donate_argnums=0, compiler_options=conv.compiler_options())
   return step
 
 

@@ -100,6 +100,18 @@ class Head(nn.Module):
     return layers.at_least_f32(layers.conv(2, 5, 1, 2, True, 'main_1', self.dtype)(x))
 
 
+def maybe_remat(level_fn, remat: bool):
+  """`level_fn(module, x)`, rematerialised as one block if `remat` (`nn.remat`).
+
+  The refinement U-Net is rematerialised level by level: the backward pass keeps each
+  level's input only and recomputes the level's layers when it reaches them. XLA:CPU fuses
+  BatchNorm and the activation into their consumers, so a plain layer already keeps about one
+  tensor; a coarser block is what saves memory, and the whole U-Net as one block would not
+  (its backward would need all of its recomputed activations at once).
+  """
+  return nn.remat(level_fn) if remat else level_fn
+
+
 class RefineEncoder(nn.Module):
   """``refine_net.image_encoder`` (vgg_128): VGG-style levels with skips, then a 4x4 bottleneck.
 
@@ -110,16 +122,21 @@ class RefineEncoder(nn.Module):
   depths: Sequence[int] = (2, 2, 3, 3, 3)
   bottleneck: int = 1024
   bn_groups: int = 1
+  remat: bool = False
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool):
     skips = []
     for level, (width, depth) in enumerate(zip(self.widths, self.depths)):
-      if level:
-        x = layers.max_pool2(x)
-      for j in range(depth):
-        x = layers.VGGLayer(width, self.bn_groups, self.dtype, name=f'c{level + 1}_{j}')(x, train)
+      def run_level(module, x, level=level, width=width, depth=depth):
+        if level:
+          x = layers.max_pool2(x)
+        for j in range(depth):
+          x = layers.VGGLayer(width, module.bn_groups, module.dtype,
+                              name=f'c{level + 1}_{j}')(x, train)
+        return x
+      x = maybe_remat(run_level, self.remat)(self, x)
       skips.append(x)
     x = layers.max_pool2(x)
     x = layers.conv(self.bottleneck, 4, 1, 0, True, f'c{len(self.widths) + 1}_0', self.dtype)(x)
@@ -141,6 +158,7 @@ class RefineDecoder(nn.Module):
   depths: Sequence[int] = (2, 2, 3, 3, 3)
   channels: int = 3
   bn_groups: int = 1
+  remat: bool = False
   dtype: Any = None
 
   @nn.compact
@@ -150,11 +168,15 @@ class RefineDecoder(nn.Module):
     x = layers.conv(self.widths[-1], 4, 1, 3, True, 'upc1_0', self.dtype)(code)
     x = layers.leaky_relu(bn('upc1_1')(x, train))
     for n, level in enumerate(range(levels - 1, 0, -1)):
-      x = jnp.concatenate([layers.upsample2x(x), skips[level]], axis=-1)
-      for j in range(self.depths[level]):
-        last = j == self.depths[level] - 1
-        width = self.widths[level - 1] if last else self.widths[level]
-        x = layers.VGGLayer(width, self.bn_groups, self.dtype, name=f'upc{n + 2}_{j}')(x, train)
+      def run_level(module, x, skip, n=n, level=level):
+        x = jnp.concatenate([layers.upsample2x(x), skip], axis=-1)
+        for j in range(module.depths[level]):
+          last = j == module.depths[level] - 1
+          width = module.widths[level - 1] if last else module.widths[level]
+          x = layers.VGGLayer(width, module.bn_groups, module.dtype,
+                              name=f'upc{n + 2}_{j}')(x, train)
+        return x
+      x = maybe_remat(run_level, self.remat)(self, x, skips[level])
     x = jnp.concatenate([layers.upsample2x(x), skips[0]], axis=-1)
     x = layers.VGGLayer(self.widths[0], self.bn_groups, self.dtype,
                         name=f'upc{levels + 1}_0')(x, train)
@@ -173,14 +195,15 @@ class RefineNet(nn.Module):
   bottleneck: int = 1024
   channels: int = 3
   bn_groups: int = 1
+  remat: bool = False
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool):
     code, skips = RefineEncoder(self.widths, self.depths, self.bottleneck, self.bn_groups,
-                                self.dtype, name='image_encoder')(x, train)
-    return RefineDecoder(self.widths, self.depths, self.channels, self.bn_groups, self.dtype,
-                         name='image_decoder')(code, skips, train)
+                                self.remat, self.dtype, name='image_encoder')(x, train)
+    return RefineDecoder(self.widths, self.depths, self.channels, self.bn_groups, self.remat,
+                         self.dtype, name='image_decoder')(code, skips, train)
 
 
 class Img2Vid(nn.Module):
@@ -292,9 +315,8 @@ class Img2Vid(nn.Module):
       noise = jax.random.normal(self.make_rng('noise'), i0.shape)
     m = mask_fw[..., None]
     refine_in = warped * m + noise[:, None] * (1.0 - m)
-    refine_cls = nn.remat(RefineNet, static_argnums=(2,)) if self.remat_refine else RefineNet
-    refine = refine_cls(self.refine_widths, self.refine_depths, self.refine_bottleneck,
-                        self.channels, k, self.dtype, name='refine_net')
+    refine = RefineNet(self.refine_widths, self.refine_depths, self.refine_bottleneck,
+                       self.channels, k, self.remat_refine, self.dtype, name='refine_net')
     # Frame-major batch so that BatchNorm groups are the K frames, as in the original.
     refined = refine(jnp.swapaxes(refine_in, 0, 1).reshape((k * b, h, w, c)), train)
     refined = jnp.swapaxes(refined.reshape((k, b, h, w, c)), 0, 1)

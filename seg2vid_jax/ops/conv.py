@@ -1,18 +1,20 @@
 """A convolution whose weight gradient is a sum of per-tap matrix products on the CPU.
 
-XLA:CPU runs the forward pass and the input gradient of a convolution near the matmul peak,
-but the weight gradient near 22 GFLOP/s out of ~185 (`spec/CPU_PERF.md`), and the weight
-gradients are most of a training step's time. The weight gradient of a stride-s convolution
+XLA:CPU runs the forward pass and the input gradient of a convolution at 100-170 GFLOP/s, but
+the weight gradient at 7-54 GFLOP/s on seg2vid's layers (3x3, 64-512 channels; ~160 GFLOP/s
+matmul peak), and the weight gradients were half of a training step's time (docs/PERF.md). The weight gradient of a stride-s convolution
 is, for every kernel tap t, one matrix product of the correspondingly shifted (and strided)
 input with the output gradient:
 
     dW[t] = sum over batch and output positions of x_pad[s·p + t, :]^T g[p, :]    (C_in x C_out)
 
-`conv_general_dilated` computes that with a `jax.custom_vjp` when the backend is the CPU and
-the convolution is a plain one (channels last, explicit padding, no dilation, no groups): the
-forward pass and the input gradient stay XLA's own convolution, only the weight gradient
-changes. On TPU and GPU, or for any other convolution, it is `lax.conv_general_dilated`
-itself. It has that function's signature so that it plugs into ``flax.linen.Conv``.
+`conv_general_dilated` computes that with a `jax.custom_vjp` when the backend is the CPU (in a
+single process) and the convolution is a plain one (channels last, explicit padding, no
+dilation, no groups): the forward pass and the input gradient stay XLA's own convolution, only
+the weight gradient changes. On TPU and GPU, or for any other convolution, it is
+`lax.conv_general_dilated` itself. It has that function's signature so that it plugs into
+``flax.linen.Conv``. `compiler_options` goes with it: the XLA:CPU options under which the
+jitted steps run fastest (Eigen's convolutions instead of YNNPACK's).
 """
 
 import functools
@@ -96,27 +98,60 @@ def _conv_tapwise_bwd(strides, padding, residuals, g):
 _conv_tapwise.defvjp(_conv_tapwise_fwd, _conv_tapwise_bwd)
 
 
-# 'auto': per-tap weight gradients on the CPU backend; 'xla': always XLA's own (for comparison).
+# 'auto': per-tap weight gradients and Eigen convolutions on the CPU backend; 'xla': XLA's
+# own defaults (for comparison).
 _MODE = {'weight_grad': 'auto'}
 
 
 def set_weight_grad(mode: str):
-  """Chooses the weight gradient: 'auto' (per-tap on CPU) or 'xla' (XLA's, e.g. to compare)."""
+  """Chooses 'auto' (the CPU choices of this module) or 'xla' (XLA's defaults, to compare)."""
   if mode not in ('auto', 'xla'):
     raise ValueError(f"weight_grad mode must be 'auto' or 'xla', got {mode!r}")
   _MODE['weight_grad'] = mode
 
 
+def _cpu_choices_apply():
+  """Whether this module's CPU choices apply: mode 'auto', CPU backend, a single process.
+
+  With several processes, XLA:CPU's gloo collectives must run in the same order in every
+  process; the gradient all-reduces inside the per-tap loops of independent layers can run
+  concurrently, in a different order per process ("collective mismatch" in gloo, seen with
+  launch/local_multiprocess.sh), so multi-process CPU runs keep XLA's own convolutions.
+  """
+  return (_MODE['weight_grad'] == 'auto' and jax.default_backend() == 'cpu'
+          and jax.process_count() == 1)
+
+
 def is_tapwise(padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
                ndim):
-  """Whether a convolution takes the per-tap weight gradient: plain, channels last, on CPU."""
-  if (_MODE['weight_grad'] != 'auto' or jax.default_backend() != 'cpu'
-      or feature_group_count != 1 or isinstance(padding, str)):
+  """Whether a convolution takes the per-tap weight gradient: plain, channels last, on CPU
+  in a single process."""
+  if not _cpu_choices_apply() or feature_group_count != 1 or isinstance(padding, str):
     return False
   if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
     return False
   expected = lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, _channels_last(ndim))
   return lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, dimension_numbers) == expected
+
+
+# XLA:CPU's YNNPACK library fusions without convolutions: matrix products and reductions
+# (pooling; without it max pooling's gradient is 10x slower here).
+_YNN_WITHOUT_CONVOLUTIONS = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'
+
+
+def compiler_options():
+  """XLA options for the jitted steps: on CPU, convolutions through Eigen, not YNNPACK.
+
+  XLA:CPU hands convolutions and matrix products to YNNPACK by default. On this model's
+  shapes Eigen's convolutions are faster (forward and input gradient 101-153 -> 137-167
+  GFLOP/s, 3x3 layers of 64-512 channels), while YNNPACK's matrix products are faster than
+  Eigen's (the per-tap weight gradients, and the 4096^2 peak: 157 against 92 GFLOP/s); so
+  YNNPACK keeps the products only (measured in benchmarks/train_step.py; docs/PERF.md).
+  None elsewhere: GPUs and TPUs keep their defaults.
+  """
+  if not _cpu_choices_apply():
+    return None
+  return {'xla_cpu_experimental_ynn_fusion_type': _YNN_WITHOUT_CONVOLUTIONS}
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
