@@ -44,7 +44,9 @@ def get_config():
   config.model.refine_widths = (64, 128, 256, 512, 512)  # Refinement U-Net levels.
   config.model.refine_depths = (2, 2, 3, 3, 3)  # vgg_layers per refinement level.
   config.model.refine_bottleneck = 1024  # Channels of the refinement bottleneck.
-  config.model.remat_refine = False  # Rematerialise the refinement U-Net (memory for time).
+  # Rematerialise the refinement U-Net level by level (memory for time; XLA:CPU merges the
+  # recomputation back and saves nothing: docs/PERF.md).
+  config.model.remat_refine = False
   config.model.dtype = 'float32'  # Compute dtype: 'bfloat16' on accelerators (params fp32).
 
   # Objective (seg2vid_jax.losses); None: the published weights.

@@ -80,3 +80,21 @@ def test_only_plain_cpu_convolutions_take_the_per_tap_path():
     conv.set_weight_grad('auto')
   with pytest.raises(ValueError, match='tapwise'):
     conv.set_weight_grad('tapwise')
+
+
+def test_compiler_options_move_convolutions_off_ynnpack_with_the_same_result():
+  options = conv.compiler_options()
+  assert options == {'xla_cpu_experimental_ynn_fusion_type':
+                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
+  x = _random((2, 32, 32, 64), 6).astype(jnp.float32)
+  w = (0.1 * _random((3, 3, 64, 64), 7)).astype(jnp.float32)
+  f = lambda x, w: conv._plain_conv(x, w, (1, 1), ((1, 1), (1, 1)))
+  default = jax.jit(f).lower(x, w).compile()
+  eigen = jax.jit(f, compiler_options=options).lower(x, w).compile()
+  assert 'ynn_fusion' in default.as_text() and 'ynn_fusion' not in eigen.as_text()
+  np.testing.assert_allclose(eigen(x, w), default(x, w), rtol=1e-5, atol=1e-5)
+  conv.set_weight_grad('xla')
+  try:
+    assert conv.compiler_options() is None
+  finally:
+    conv.set_weight_grad('auto')

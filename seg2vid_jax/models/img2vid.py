@@ -104,10 +104,11 @@ def maybe_remat(level_fn, remat: bool):
   """`level_fn(module, x)`, rematerialised as one block if `remat` (`nn.remat`).
 
   The refinement U-Net is rematerialised level by level: the backward pass keeps each
-  level's input only and recomputes the level's layers when it reaches them. XLA:CPU fuses
-  BatchNorm and the activation into their consumers, so a plain layer already keeps about one
-  tensor; a coarser block is what saves memory, and the whole U-Net as one block would not
-  (its backward would need all of its recomputed activations at once).
+  level's input only and recomputes the level's layers when it reaches them. BatchNorm and the
+  activation are fused into their consumers, so a plain layer already keeps about one tensor;
+  a block of layers is what can save memory, and the whole U-Net as one block cannot (its
+  backward needs all of its recomputed activations at once). XLA:CPU merges the recomputation
+  back into the forward pass and saves nothing (measured in docs/PERF.md).
   """
   return nn.remat(level_fn) if remat else level_fn
 
