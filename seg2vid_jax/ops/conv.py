@@ -2,9 +2,9 @@
 
 XLA:CPU runs the forward pass and the input gradient of a convolution at 100-170 GFLOP/s, but
 the weight gradient at 7-54 GFLOP/s on seg2vid's layers (3x3, 64-512 channels; ~160 GFLOP/s
-matmul peak), and the weight gradients were half of a training step's time (docs/PERF.md). The weight gradient of a stride-s convolution
-is, for every kernel tap t, one matrix product of the correspondingly shifted (and strided)
-input with the output gradient:
+matmul peak), and the weight gradients were half of a training step's time (docs/PERF.md).
+The weight gradient of a stride-s convolution is, for every kernel tap t, one matrix product
+of the correspondingly shifted (and strided) input with the output gradient:
 
     dW[t] = sum over batch and output positions of x_pad[s·p + t, :]^T g[p, :]    (C_in x C_out)
 
