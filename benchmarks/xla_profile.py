@@ -13,6 +13,7 @@ import collections
 import glob
 import gzip
 import json
+import math
 import re
 import tempfile
 
@@ -47,13 +48,6 @@ def _hlo_ops(hlo_text):
   return out
 
 
-def _product(values):
-  out = 1
-  for v in values:
-    out *= int(v)
-  return out
-
-
 def _conv_kind(shape, attributes):
   """Forward, input gradient or weight gradient, from a convolution's window and output.
 
@@ -65,8 +59,8 @@ def _conv_kind(shape, attributes):
   dims = re.search(r'\[([\d,]*)\]', shape).group(1).split(',')
   if not (window and labels):
     return 'convolution, forward'
-  window_size = _product(window.group(1).split('x'))
-  out_spatial = _product(d for d, l in zip(dims, labels.group(1)) if l.isdigit())
+  window_size = math.prod(int(d) for d in window.group(1).split('x'))
+  out_spatial = math.prod(int(d) for d, l in zip(dims, labels.group(1)) if l.isdigit())
   if window_size > out_spatial:
     return 'convolution, weight gradient (XLA)'
   if 'transpose(' in attributes or 'lhs_dilate' in attributes:
