@@ -11,7 +11,8 @@ TFLOP, 124 GFLOP/s (~67% of 185 GFLOP/s).
       [--frames=5] [--remat] [--xla_weight_grad] [--profile] [--json=out.json]
 
 --profile adds a breakdown of one step's time by kind of XLA op (`xla_profile.py`);
---xla_weight_grad compares against XLA's own convolution weight gradients.
+--xla_weight_grad compares against XLA's defaults (its own convolution weight gradients,
+YNNPACK convolutions).
 """
 
 import argparse
@@ -56,7 +57,7 @@ def step_flops(state, batch, vgg):
   the kernel taps) would be undercounted; the arithmetic is the same either way.
   """
   conv.set_weight_grad('xla')
-  try:
+  try:  # A function of its own: jit must trace it afresh in this mode, not reuse a trace.
     step = jax.jit(lambda s, b, v: train.train_step(s, b, v, seed=0, weights=losses.WEIGHTS))
     cost = step.lower(state, batch, vgg).cost_analysis()
   finally:
