@@ -7,8 +7,9 @@ future frames 1..K of a clip whose frame 0 is the conditioning image. Flows
 (B, K, H, W, 2) are in normalised units (x and y each span [-1, 1] across the image,
 channel 0 = x).
 
-`summarize` and `MetricAccumulator` are thin numpy helpers that reduce (B, K) arrays over
-the evaluation set, respecting a (B,) padding mask for the last, padded batch.
+`summarize` and `MetricAccumulator` are thin numpy helpers that reduce (B, K) arrays (and
+per-clip (B,) values such as the KL) over the evaluation set, respecting a (B,) padding mask
+for the last, padded batch.
 """
 
 from typing import Dict, Mapping
@@ -90,27 +91,86 @@ def endpoint_error_px(flow_pred, flow_true, valid=None):
   return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
 
 
+def moving_object_mask(labels, flow_true, valid, first_id: int = 11, last_id: int = 18):
+  """Pixels of frame k that show a moving object, (B, K, H, W) bool.
+
+  labels (B, H, W) are frame-0 train ids; a valid pixel p of frame k shows what frame 0 shows
+  at its source p - flow_true(p) (the exact backward flow), so p is on an object when the
+  frame-0 label at the nearest source pixel is in first_id..last_id (Cityscapes: person ...
+  bicycle). Invalid pixels (disocclusions) are never counted.
+  """
+  labels = jnp.asarray(labels)
+  b, k, h, w = flow_true.shape[:4]
+  ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
+                        indexing='ij')
+  src_x = jnp.clip(jnp.round(xs - flow_true[..., 0] * (w - 1) / 2.0), 0, w - 1).astype(jnp.int32)
+  src_y = jnp.clip(jnp.round(ys - flow_true[..., 1] * (h - 1) / 2.0), 0, h - 1).astype(jnp.int32)
+  flat = labels.reshape(b, 1, h * w)
+  source = jnp.take_along_axis(flat, (src_y * w + src_x).reshape(b, k, h * w), axis=-1)
+  source = source.reshape(b, k, h, w)
+  return jnp.asarray(valid, bool) & (source >= first_id) & (source <= last_id)
+
+
+def kl_per_clip(mu, logvar):
+  """KL(N(mu, exp(logvar)) || N(0, I)) in nats per clip, (B, n, z_dim) -> (B,).
+
+  How much the posterior says about the clip beyond the prior: near 0 is a collapsed
+  posterior whose z carries no motion.
+  """
+  return -0.5 * jnp.sum(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar), axis=(1, 2))
+
+
+def _pairs(samples):
+  """The pairs (i, j), i < j, of a leading axis of N >= 2 samples."""
+  n = samples.shape[0]
+  if n < 2:
+    raise ValueError(f'the spread of samples needs at least 2 of them, got {n}')
+  return [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
+def sample_spread(samples):
+  """Mean absolute difference between N samples, (N, B, K, H, W, C) -> (B, K).
+
+  The mean over all pairs of samples of their mean absolute pixel difference: 0 when the
+  latent has no effect on the prediction.
+  """
+  samples = jnp.asarray(samples, jnp.float32)
+  return jnp.mean(jnp.stack([jnp.mean(jnp.abs(samples[i] - samples[j]), axis=(-3, -2, -1))
+                             for i, j in _pairs(samples)]), axis=0)
+
+
+def flow_spread_px(flows):
+  """Mean end-point distance in pixels between N sampled flows, (N, B, K, H, W, 2) -> (B, K)."""
+  flows = jnp.asarray(flows, jnp.float32)
+  return jnp.mean(jnp.stack([endpoint_error_px(flows[i], flows[j])
+                             for i, j in _pairs(flows)]), axis=0)
+
+
 class MetricAccumulator:
   """Sums per-frame metrics over evaluation batches and reports their means.
 
-  `update` takes a dict name -> (B, K) array and an optional (B,) bool mask that is False
-  for padding rows of the last batch; masked rows are ignored whatever their values (even
-  inf or NaN). NaN entries (e.g. end-point error of a frame without valid pixels) are
-  undefined values and are skipped too. `result` gives python floats
-  {'<name>/frame_<k>': mean over clips of frame k (k = 1..K, the predicted frames),
-   '<name>/mean': mean over all counted (clip, frame) values}.
+  `update` takes a dict name -> (B, K) array (or (B,) for a per-clip value) and an optional
+  (B,) bool mask that is False for padding rows of the last batch; masked rows are ignored
+  whatever their values (even inf or NaN). NaN entries (e.g. end-point error of a frame
+  without valid pixels) are undefined values and are skipped too. `result` gives python floats
+  {'<name>/frame_<k>': mean over clips of frame k (k = 1..K, the predicted frames; not for
+   per-clip values), '<name>/mean': mean over all counted (clip, frame) values}.
   """
 
   def __init__(self):
     self._sums: Dict[str, np.ndarray] = {}
     self._counts: Dict[str, np.ndarray] = {}
+    self._per_clip = set()
 
   def update(self, per_frame: Mapping[str, np.ndarray], mask=None):
-    """Adds one batch of (B, K) metric values, rows with mask False left out."""
+    """Adds one batch of (B, K) or (B,) metric values, rows with mask False left out."""
     for name, values in per_frame.items():
       values = np.asarray(values, np.float64)
+      if values.ndim == 1:
+        self._per_clip.add(name)
+        values = values[:, None]
       if values.ndim != 2:
-        raise ValueError(f'{name}: expected (B, K) values, got shape {values.shape}')
+        raise ValueError(f'{name}: expected (B, K) or (B,) values, got shape {values.shape}')
       rows = (np.ones(values.shape[0], bool) if mask is None
               else np.asarray(mask, bool).reshape(values.shape[0]))
       keep = rows[:, None] & ~np.isnan(values)
@@ -131,7 +191,8 @@ class MetricAccumulator:
     for name, sums in self._sums.items():
       counts = self._counts[name]
       for k, (s, c) in enumerate(zip(sums, counts)):
-        out[f'{name}/frame_{k + 1}'] = float(s / c) if c else float('nan')
+        if name not in self._per_clip:
+          out[f'{name}/frame_{k + 1}'] = float(s / c) if c else float('nan')
       total = counts.sum()
       out[f'{name}/mean'] = float(sums.sum() / total) if total else float('nan')
     return out

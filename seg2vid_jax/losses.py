@@ -17,7 +17,10 @@ from seg2vid_jax.ops import warp
 # The published weights of the nine terms.
 WEIGHTS = dict(flow_smooth=1.0, recon=2.0, recon_back=1.0, recon_before=1.0, kld=0.1,
                flow_consist=1.0, similarity=1.0, vgg=1.0, mask=0.1)
+# Terms that are not in the published objective; off (weight 0) unless a config sets them.
+EXTRA_WEIGHTS = dict(photometric=0.0)
 _SMOOTH_RADIUS = 2
+PHOTOMETRIC_SCALES = (1, 2, 4, 8)
 
 
 def flow_smoothness(flow, image):
@@ -71,9 +74,20 @@ def recon_before_loss(outputs, video):
   return jnp.mean(jnp.abs(outputs['warped'] * m - video[:, 1:] * m))
 
 
-def kld_loss(mu, logvar):
-  """Term 5: KL(Q(z | clip) || N(0, I)), summed over the batch and divided by 1000."""
-  return -0.5 * jnp.sum(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar)) / 1000.0
+def kld_loss(mu, logvar, free_nats: float = 0.0):
+  """Term 5: KL(Q(z | clip) || N(0, I)), summed over the batch and divided by 1000.
+
+  free_nats > 0 (not published; "free bits", Kingma et al. 2016) charges each clip at least
+  that many nats, so the KL of a clip below it has no gradient: the posterior may carry that
+  much about the clip's motion before the term pulls it towards the prior. Adam rescales
+  the KL's gradient on the encoder's mu/logvar layers to a full step whatever its weight, so
+  the published 0.1/1000 does not stop those layers from collapsing onto the prior.
+  """
+  if not free_nats:
+    return -0.5 * jnp.sum(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar)) / 1000.0
+  per_clip = -0.5 * jnp.sum(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar),
+                            axis=tuple(range(1, mu.ndim)))
+  return jnp.sum(jnp.maximum(per_clip, free_nats)) / 1000.0
 
 
 def flow_consistency_loss(outputs):
@@ -122,13 +136,44 @@ def perceptual_loss(outputs, video, vgg_params):
   return sum(jnp.mean(jnp.abs(t - p)) for t, p in zip(true, pred))
 
 
+def _avg_pool(x, s):
+  """s x s average pooling, stride s, over (N, H, W, C)."""
+  if s == 1:
+    return x
+  return jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, s, s, 1), (1, s, s, 1),
+                               'VALID') / (s * s)
+
+
+def photometric_loss(outputs, video, scales=PHOTOMETRIC_SCALES):
+  """Extra term (not published): the *unmasked* warped frames against the true ones, over an
+  average-pooling pyramid: sum over s of mean |warp(P_s I0, P_s(f_k·m_fw,k)) - P_s gt_k|.
+
+  The published objective's only loss on the unmasked warped frames is the VGG term, whose deep
+  features see far around each pixel; without VGG weights (offline) nothing else pulls the
+  flow over more than the one pixel a bilinear warp's gradient sees, and the masked terms can
+  be lowered by closing the masks. Warping the pooled first frame by the pooled flow at
+  coarser levels widens the basin (coarse-to-fine, as in unsupervised flow training) and
+  needs no download. Scale 1 is `warped` itself.
+  """
+  b, k, h, w, c = video[:, 1:].shape
+  flow = (outputs['flow'] * outputs['mask_fw'][..., None]).reshape(b * k, h, w, 2)
+  total = 0.0
+  for s in scales:
+    i0 = jnp.repeat(_avg_pool(video[:, 0], s), k, axis=0)  # (B·K, h/s, w/s, C), clip-major.
+    gt = _avg_pool(video[:, 1:].reshape(b * k, h, w, c), s)
+    warped = (outputs['warped'].reshape(b * k, h, w, c) if s == 1
+              else warp(i0, _avg_pool(flow, s)))
+    total = total + jnp.mean(jnp.abs(warped - gt))
+  return total
+
+
 def mask_loss(outputs):
   """Term 9: mean(1 - m_bw) + mean(1 - m_fw): keeps the masks from closing everywhere."""
   return jnp.mean(1 - outputs['mask_bw']) + jnp.mean(1 - outputs['mask_fw'])
 
 
 def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
-              weights: Optional[Mapping[str, float]] = None):
+              weights: Optional[Mapping[str, float]] = None, kl_free_nats: float = 0.0):
   """All nine terms (unweighted) and their weighted sum under 'total'.
 
   Args:
@@ -136,19 +181,27 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
     video: (B, K + 1, H, W, C) ground-truth clip in [0, 1].
     vgg_params: frozen VGG19 parameters (`seg2vid_jax.convert.vgg_from_torch` or
       `seg2vid_jax.vgg_weights.load`); None turns the perceptual term off (it is then 0).
-    weights: per-term weights; defaults to the published `WEIGHTS`.
+    weights: per-term weights over the published `WEIGHTS` (missing names keep theirs) and
+      `EXTRA_WEIGHTS` (off unless given); an extra term is computed only when weighted.
+    kl_free_nats: free nats per clip of the KL term (0: as published), see `kld_loss`.
   """
-  weights = dict(WEIGHTS if weights is None else weights)
+  unknown = set(weights or {}) - set(WEIGHTS) - set(EXTRA_WEIGHTS)
+  if unknown:
+    raise ValueError(f'unknown loss terms {sorted(unknown)}; the terms are '
+                     f'{sorted(WEIGHTS)} and the extra {sorted(EXTRA_WEIGHTS)}')
+  weights = {**WEIGHTS, **EXTRA_WEIGHTS, **(weights or {})}
   terms = dict(
       flow_smooth=flow_smooth_loss(outputs, video),
       recon=recon_loss(outputs, video),
       recon_back=recon_back_loss(outputs, video),
       recon_before=recon_before_loss(outputs, video),
-      kld=kld_loss(outputs['mu'], outputs['logvar']),
+      kld=kld_loss(outputs['mu'], outputs['logvar'], kl_free_nats),
       flow_consist=flow_consistency_loss(outputs),
       similarity=similarity_loss(outputs, video),
       vgg=(perceptual_loss(outputs, video, vgg_params) if vgg_params is not None
            else jnp.zeros((), jnp.float32)),
       mask=mask_loss(outputs))
+  if weights['photometric']:
+    terms['photometric'] = photometric_loss(outputs, video)
   terms['total'] = sum(weights[name] * value for name, value in terms.items())
   return terms

@@ -1,4 +1,4 @@
-"""Prints the latest evaluation of a workdir as the Markdown results table of the README.
+"""Prints the latest evaluation of a workdir as the Markdown results tables of the README.
 
   python -m seg2vid_jax.report --workdir=workdirs/synthetic
 """
@@ -9,7 +9,8 @@ import os
 import re
 import sys
 
-ROWS = (('seg2vid_jax, posterior z (reconstruction)', 'posterior'),
+ROWS = (('seg2vid_jax, posterior (z = mu of the true clip)', 'posterior'),
+        ('seg2vid_jax, one prior sample (z ~ N(0, I))', 'prior_sample'),
         ('seg2vid_jax, best of N prior samples', 'prior_best_of_n'),
         ('copy the first frame (baseline)', 'copy_first_frame'),
         ('zero flow (baseline)', 'zero_flow'))
@@ -25,14 +26,51 @@ def latest_eval(workdir: str):
     return int(re.search(r'step_(\d+)', path).group(1)), json.load(f)
 
 
+def _cell(results, key, fmt):
+  return fmt.format(results[key]) if key in results else '-'
+
+
 def markdown_table(results) -> str:
   """PSNR / SSIM (mean over predicted frames) and flow EPE per method, as Markdown."""
-  cell = lambda key, fmt: fmt.format(results[key]) if key in results else '-'
-  lines = ['| method | PSNR (dB) | SSIM | flow EPE (px) |', '| --- | --- | --- | --- |']
+  lines = ['| method | PSNR (dB) | SSIM | flow EPE, valid pixels (px) | '
+           'flow EPE, moving objects (px) |', '| --- | --- | --- | --- | --- |']
   for name, kind in ROWS:
-    lines.append(f'| {name} | {cell(f"psnr/{kind}/mean", "{:.2f}")} | '
-                 f'{cell(f"ssim/{kind}/mean", "{:.3f}")} | '
-                 f'{cell(f"epe_px/{kind}/mean", "{:.2f}")} |')
+    cells = [_cell(results, f'psnr/{kind}/mean', '{:.2f}'),
+             _cell(results, f'ssim/{kind}/mean', '{:.3f}'),
+             _cell(results, f'epe_px/{kind}/mean', '{:.2f}'),
+             _cell(results, f'epe_obj_px/{kind}/mean', '{:.2f}')]
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def summary_lines(results):
+  """The latent's use and the posterior's and prior's margins over the baselines."""
+  get = lambda key: results.get(f'{key}/mean', float('nan'))
+  copy = get('psnr/copy_first_frame')
+  return [
+      f'- KL of the posterior: {get("kl_nats/posterior"):.2f} nats per clip; mean forward '
+      f'mask {get("mask_fw/posterior"):.3f}',
+      f'- spread between prior samples: {get("spread/prior_pixels"):.4f} (mean absolute '
+      f'pixel difference), {get("spread/prior_flow_px"):.2f} px (flow)',
+      f'- posterior - copy: {get("psnr/posterior") - copy:+.2f} dB; one prior sample - copy: '
+      f'{get("psnr/prior_sample") - copy:+.2f} dB; best of N - copy: '
+      f'{get("psnr/prior_best_of_n") - copy:+.2f} dB',
+      f'- posterior EPE / zero flow: {get("epe_px/posterior") / get("epe_px/zero_flow"):.2f} '
+      f'(valid pixels), {get("epe_obj_px/posterior") / get("epe_obj_px/zero_flow"):.2f} '
+      '(moving objects)',
+  ]
+
+
+def per_frame_table(results, metric='psnr', kinds=('posterior', 'prior_best_of_n',
+                                                    'copy_first_frame')) -> str:
+  """One row per method, one column per predicted frame: quality against time."""
+  frames = sorted({int(m.group(1)) for k in results
+                   for m in [re.match(rf'{metric}/posterior/frame_(\d+)$', k)] if m})
+  lines = [f'| {metric} per frame | ' + ' | '.join(f'frame {k}' for k in frames) + ' |',
+           '| --- |' + ' --- |' * len(frames)]
+  for kind in kinds:
+    lines.append(f'| {kind} | ' + ' | '.join(
+        _cell(results, f'{metric}/{kind}/frame_{k}', '{:.2f}') for k in frames) + ' |')
   return '\n'.join(lines)
 
 
@@ -43,6 +81,12 @@ def main(argv):
   step, results = latest_eval(workdir)
   print(f'Evaluation of {workdir} at step {step}:\n')
   print(markdown_table(results))
+  print()
+  print('\n'.join(summary_lines(results)))
+  print()
+  print(per_frame_table(results))
+  print()
+  print(per_frame_table(results, 'epe_obj_px', ('posterior', 'prior_best_of_n', 'zero_flow')))
 
 
 if __name__ == '__main__':

@@ -127,7 +127,8 @@ def step_rngs(seed: int, step):
   return {'latent': latent, 'noise': noise}
 
 
-def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights, learning_rate=None):
+def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights, learning_rate=None,
+               kl_free_nats: float = 0.0):
   """One Adam step on the nine-term objective; returns the new state and the loss terms
   (`learning_rate` is only reported with them)."""
   def loss_fn(params):
@@ -135,7 +136,7 @@ def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights, lear
         {'params': params, 'batch_stats': state.batch_stats}, batch['video'],
         batch['label_onehot'], train=True, rngs=step_rngs(seed, state.step),
         mutable=['batch_stats'])
-    terms = losses.objective(outputs, batch['video'], vgg_params, weights)
+    terms = losses.objective(outputs, batch['video'], vgg_params, weights, kl_free_nats)
     return terms['total'], (terms, updates['batch_stats'])
 
   grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
@@ -146,12 +147,23 @@ def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights, lear
   return new_state, terms
 
 
+def loss_weights(config, step):
+  """The objective's weights at `step`: the published ones with the config's overrides, the
+  KL weight ramped linearly from 0 over `kl_warmup_steps` (0: constant, as published)."""
+  weights = dict(losses.WEIGHTS, **(config.loss_weights or {}))
+  warmup = config.get('kl_warmup_steps', 0)
+  if warmup:
+    weights['kld'] = weights['kld'] * jnp.minimum(1.0, step / warmup)
+  return weights
+
+
 def img2vid_step_fn(config):
   """fn(state, batch, vgg_params) -> (state, terms): `train_step` with the config's settings."""
-  weights = dict(losses.WEIGHTS, **(config.loss_weights or {}))
   schedule = learning_rate_schedule(config)
-  return lambda s, b, v: train_step(s, b, v, seed=config.seed, weights=weights,
-                                    learning_rate=schedule(s.step))
+  return lambda s, b, v: train_step(s, b, v, seed=config.seed,
+                                    weights=loss_weights(config, s.step),
+                                    learning_rate=schedule(s.step),
+                                    kl_free_nats=config.get('kl_free_nats', 0.0))
 
 
 def make_train_step(config, mesh, state):
@@ -218,53 +230,104 @@ def save_checkpoint(manager, state, step: int):
   manager.wait_until_finished()
 
 
-def generate_samples(model, variables, batch, rng, num_samples: int):
-  """Posterior reconstructions and `num_samples` prior samples of a batch (eval mode)."""
+def prior_latents(model, rng, batch_size: int, num_samples: int, shared: bool = False):
+  """`num_samples` prior draws z ~ N(0, I), each (B, n, z_dim).
+
+  shared=True is the authors' test protocol: sample i uses one z for every clip of the set
+  (the caller passes the same `rng` for every batch).
+  """
+  shape = (1 if shared else batch_size,) + model.latent_shape
+  return [jnp.broadcast_to(jax.random.normal(jax.random.fold_in(rng, i), shape),
+                           (batch_size,) + model.latent_shape) for i in range(num_samples)]
+
+
+def generate_samples(model, variables, batch, rng, num_samples: int, prior_rng=None,
+                     shared_prior: bool = False):
+  """Eval-mode predictions of a batch: the posterior (z = mu of the motion encoder on the true
+  clip, its reconstruction) and `num_samples` prior samples (z ~ N(0, I), from the first frame
+  and label map only), all with the same refinement noise. `prior_rng` (default: from `rng`)
+  draws the prior z, see `prior_latents`."""
   video, labels = batch['video'], batch['label_onehot']
-  noise_rng, rng = jax.random.split(rng)
+  noise_rng, latent_rng = jax.random.split(rng)
   noise = jax.random.normal(noise_rng, video[:, 0].shape)
-  recon = model.apply(variables, video, labels, noise, rngs={'latent': rng})
-  priors = [model.apply(variables, video[:, :1], labels, noise,
-                        rngs={'latent': jax.random.fold_in(rng, i)})
-            for i in range(num_samples)]
-  return recon, priors
+  posterior = model.apply(variables, video, labels, noise, posterior_mean=True)
+  zs = prior_latents(model, latent_rng if prior_rng is None else prior_rng, video.shape[0],
+                     num_samples, shared_prior)
+  priors = [model.apply(variables, video[:, :1], labels, noise, z) for z in zs]
+  return posterior, priors
 
 
-def eval_metrics(batch, recon, priors):
-  """Per-clip, per-frame metrics of a batch: (B, K) arrays keyed 'name/kind'."""
-  gt = batch['video'][:, 1:]
-  baseline = evaluation.copy_first_frame_baseline(batch['video'])
-  out = {'psnr/posterior': evaluation.psnr(recon['refined'], gt),
-         'ssim/posterior': evaluation.ssim(recon['refined'], gt),
-         'psnr/copy_first_frame': evaluation.psnr(baseline, gt),
-         'ssim/copy_first_frame': evaluation.ssim(baseline, gt)}
+def moved_flow(outputs):
+  """The forward flow that moves the pixels of the first frame: flow x mask_fw."""
+  return outputs['flow'] * outputs['mask_fw'][..., None]
+
+
+def eval_metrics(batch, posterior, priors):
+  """Per-clip metrics of a batch: (B, K) arrays (per frame) or (B,) (per clip), 'name/kind'.
+
+  kinds: posterior (z = mu), prior_sample (the first prior sample), prior_best_of_n (the best
+  of the N samples of each clip, one sample per clip and metric), copy_first_frame and
+  zero_flow baselines. Also the posterior's KL per clip in nats, its mean forward mask, and
+  the spread between prior samples (pixels and flow). Flow end-point errors (synthetic data)
+  are over the valid pixels (`epe_px`) and over the moving-object pixels only (`epe_obj_px`).
+  """
+  video = batch['video']
+  gt = video[:, 1:]
+  out = {'kl_nats/posterior': evaluation.kl_per_clip(posterior['mu'], posterior['logvar']),
+         'mask_fw/posterior': jnp.mean(posterior['mask_fw'], axis=(2, 3))}
+  predictions = {'posterior': posterior['refined'],
+                 'copy_first_frame': evaluation.copy_first_frame_baseline(video)}
+  if priors:
+    predictions['prior_sample'] = priors[0]['refined']
+  for kind, pred in predictions.items():
+    out[f'psnr/{kind}'] = evaluation.psnr(pred, gt)
+    out[f'ssim/{kind}'] = evaluation.ssim(pred, gt)
   if priors:
     out['psnr/prior_best_of_n'] = evaluation.best_of_n(
         jnp.stack([evaluation.psnr(p['refined'], gt) for p in priors]))
     out['ssim/prior_best_of_n'] = evaluation.best_of_n(
         jnp.stack([evaluation.ssim(p['refined'], gt) for p in priors]))
+  if len(priors) > 1:
+    out['spread/prior_pixels'] = evaluation.sample_spread(
+        jnp.stack([p['refined'] for p in priors]))
+    out['spread/prior_flow_px'] = evaluation.flow_spread_px(
+        jnp.stack([moved_flow(p) for p in priors]))
   if 'flow' in batch:
-    valid = batch.get('valid')
-    moved = recon['flow'] * recon['mask_fw'][..., None]  # The flow that moves the pixels.
-    out['epe_px/posterior'] = evaluation.endpoint_error_px(moved, batch['flow'], valid)
-    out['epe_px/zero_flow'] = evaluation.endpoint_error_px(jnp.zeros_like(batch['flow']),
-                                                           batch['flow'], valid)
+    regions = {'epe_px': batch.get('valid')}
+    if 'valid' in batch:
+      regions['epe_obj_px'] = evaluation.moving_object_mask(batch['labels'], batch['flow'],
+                                                            batch['valid'])
+    flows = {'posterior': moved_flow(posterior), 'zero_flow': jnp.zeros_like(batch['flow'])}
+    if priors:
+      flows['prior_sample'] = moved_flow(priors[0])
+    for metric, region in regions.items():
+      epe = lambda f, region=region: evaluation.endpoint_error_px(f, batch['flow'], region)
+      for kind, flow in flows.items():
+        out[f'{metric}/{kind}'] = epe(flow)
+      if priors:
+        out[f'{metric}/prior_best_of_n'] = evaluation.best_of_n(
+            jnp.stack([epe(moved_flow(p)) for p in priors]), higher_is_better=False)
   return out
 
 
 def evaluate(config, model, state: TrainState, mesh, step: int, workdir: str, writer=None):
   """Metrics on the held-out split, to TensorBoard and <workdir>/eval/step_<step>.json."""
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  shared = bool(config.get('eval_shared_prior_z', False))
 
-  def batch_metrics(v, b, r):
+  def batch_metrics(v, b, r, prior_rng):
     mask = b.pop('mask')
-    return eval_metrics(b, *generate_samples(model, v, b, r, config.num_prior_samples)), mask
+    samples = generate_samples(model, v, b, r, config.num_prior_samples, prior_rng, shared)
+    return eval_metrics(b, *samples), mask
   metrics_fn = jax.jit(batch_metrics, out_shardings=replicated_sharding(mesh))
   accumulator = evaluation.MetricAccumulator()
   rng = jax.random.key(config.seed + 1)
+  prior_rng = jax.random.key(config.seed + 3)  # One z per sample for the whole set (shared).
   sharding = input_pipeline.data_sharding(mesh.devices.ravel())
   for i, batch in enumerate(input_pipeline.create_eval_iterator(config, sharding=sharding)):
-    per_frame, mask = jax.device_get(metrics_fn(variables, batch, jax.random.fold_in(rng, i)))
+    batch_rng = jax.random.fold_in(rng, i)
+    per_frame, mask = jax.device_get(metrics_fn(variables, batch, batch_rng,
+                                                prior_rng if shared else None))
     accumulator.update(per_frame, mask)
   results = accumulator.result()
   write_eval_json(workdir, step, results)
@@ -276,24 +339,32 @@ def evaluate(config, model, state: TrainState, mesh, step: int, workdir: str, wr
 
 
 def write_sample_sheet(config, model, state, batch, step: int, workdir: str, writer=None):
-  """A GIF grid of ground truth, warped, refined, a prior sample, flow and masks per clip."""
+  """A GIF grid per clip: ground truth, the posterior (z = mu) reconstruction and two prior
+  samples, each with its forward flow (colour wheel), and the posterior's forward mask."""
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   n = config.num_sample_clips
 
   def samples(v, b, r):
     b = {k: b[k][:n] for k in ('video', 'label_onehot')}
-    recon, priors = generate_samples(model, v, b, r, 1)
-    return b['video'], recon, priors[0]
-  video, recon, prior = jax.device_get(jax.jit(samples, out_shardings=replicated_sharding(
+    posterior, priors = generate_samples(model, v, b, r, 2)
+    return b['video'], posterior, priors
+  video, posterior, priors = jax.device_get(jax.jit(samples, out_shardings=replicated_sharding(
       state.step.sharding.mesh))(variables, batch, jax.random.key(config.seed + 2)))
-  sheets = [{
-      'ground truth': visualize.to_uint8(video[i, 1:]),
-      'warped': visualize.to_uint8(recon['warped'][i]),
-      'refined': visualize.to_uint8(recon['refined'][i]),
-      'prior sample': visualize.to_uint8(prior['refined'][i]),
-      'flow': visualize.flow_to_color(recon['flow'][i]),
-      'mask fw': visualize.mask_to_image(recon['mask_fw'][i]),
-  } for i in range(video.shape[0])]
+  moved = [moved_flow(o) for o in [posterior] + priors]
+  sheets = []
+  for i in range(video.shape[0]):
+    # One colour scale per clip, so that the three predictions' flows compare.
+    colors = visualize.flow_to_color(np.stack([f[i] for f in moved]))
+    sheets.append({
+        'ground truth': visualize.to_uint8(video[i, 1:]),
+        'posterior (z = mu)': visualize.to_uint8(posterior['refined'][i]),
+        'prior sample 1': visualize.to_uint8(priors[0]['refined'][i]),
+        'prior sample 2': visualize.to_uint8(priors[1]['refined'][i]),
+        'flow: posterior': colors[0],
+        'flow: prior 1': colors[1],
+        'flow: prior 2': colors[2],
+        'mask fw': visualize.mask_to_image(posterior['mask_fw'][i]),
+    })
   frames = visualize.sample_sheet_batch(sheets)
   if jax.process_index() == 0:
     with tempfile.TemporaryDirectory() as tmp:

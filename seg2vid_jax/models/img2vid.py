@@ -218,6 +218,8 @@ class Img2Vid(nn.Module):
       the 'noise' rng.
     z: (B, n, z_dim), or None: then z = mu + exp(logvar / 2)·eps in training (posterior) and
       z ~ N(0, I) otherwise (prior), both from the 'latent' rng.
+    posterior_mean: with z None and a whole clip, z = mu (the clip's reconstruction, which
+      evaluation reports; the original's test mode draws z from the prior instead).
   Returns a dict: warped, refined (B, K, H, W, C); flow, flow_back (B, K, H, W, 2), normalised
   units, x first; mask_fw, mask_bw (B, K, H, W); mu, logvar (B, n, z_dim) or None; z.
   """
@@ -271,7 +273,8 @@ class Img2Vid(nn.Module):
     return mu, logvar
 
   @nn.compact
-  def __call__(self, video, label_onehot, noise=None, z=None, train: bool = False):
+  def __call__(self, video, label_onehot, noise=None, z=None, train: bool = False,
+               posterior_mean: bool = False):
     k = self.num_predicted_frames
     b, _, h, w, c = video.shape
     if (h, w) != tuple(self.image_size) or c != self.channels:
@@ -288,6 +291,10 @@ class Img2Vid(nn.Module):
         raise ValueError(f'video has {video.shape[1]} frames; the motion encoder needs 1 + '
                          f'{k} (first frame and the predicted ones), or 1 for generation')
       mu, logvar = self.posterior(video, label_onehot, train)
+    if z is None and posterior_mean:
+      if mu is None:
+        raise ValueError('posterior_mean needs the whole clip (K + 1 frames) for the motion encoder')
+      z = mu
     if z is None:
       eps = jax.random.normal(self.make_rng('latent'), (b, n, self.z_dim))
       z = mu + jnp.exp(0.5 * logvar) * eps if (train and mu is not None) else eps
