@@ -52,6 +52,8 @@ def get_config():
   # Objective (seg2vid_jax.losses); None: the published weights.
   config.loss_weights = None  # e.g. {'vgg': 0.0}; keys as in losses.WEIGHTS.
   config.vgg_weights = placeholder(str)  # .npz from `python -m seg2vid_jax.vgg_weights`; None: no VGG term.
+  config.kl_free_nats = 0.0  # Free nats per clip of the KL term (0: published; losses.kld_loss).
+  config.kl_warmup_steps = 0  # KL weight ramped from 0 over these steps (0: published, constant).
 
   # Optimisation.
   config.learning_rate = 1e-3  # Adam, as published.
@@ -70,6 +72,9 @@ def get_config():
   config.num_sample_clips = 4  # Clips on a sample sheet.
   config.eval_every_steps = 20_000  # Periodic evaluation during training (0: only at the end).
   config.num_prior_samples = 5  # N of the best-of-N prior evaluation.
+  # True: the authors' test protocol, prior sample i uses one z for every clip of the set;
+  # False: a z per clip and sample.
+  config.eval_shared_prior_z = False
   config.progress_bar = True  # tqdm bar on interactive consoles.
 
   # Generation from a label map alone (--mode=generate without --first_frame): stage 1.

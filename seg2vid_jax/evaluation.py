@@ -56,7 +56,11 @@ def best_of_n(metric_samples, higher_is_better: bool = True):
   `higher_is_better=False` for errors such as end-point error.
   """
   metric_samples = jnp.asarray(metric_samples)
-  clip_score = jnp.mean(metric_samples, axis=-1)  # (N, B)
+  # Frames without a defined value (NaN, e.g. no moving-object pixels) do not count; a sample
+  # with none at all ranks last.
+  clip_score = jnp.nanmean(metric_samples, axis=-1)  # (N, B)
+  clip_score = jnp.where(jnp.isnan(clip_score), -jnp.inf if higher_is_better else jnp.inf,
+                         clip_score)
   best = (jnp.argmax if higher_is_better else jnp.argmin)(clip_score, axis=0)  # (B,)
   return jnp.take_along_axis(metric_samples, best[None, :, None], axis=0)[0]
 

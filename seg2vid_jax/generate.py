@@ -6,6 +6,7 @@ and the occlusion masks; plus the inputs as seen by the model and one sheet with
 """
 
 import functools
+import json
 import os
 from typing import Optional
 
@@ -148,6 +149,26 @@ def write_outputs(output_dir: str, frame, labels, samples, fps: int = 4):
                       visualize.sample_sheet_batch(sheets), fps=fps)
 
 
+def high_frequency_energy(images):
+  """Mean squared response of the 3x3 Laplacian over (…, H, W, C) images in [0, 1]: the fine
+  detail an image holds (blur lowers it, noise raises it)."""
+  x = np.asarray(images, np.float64)
+  lap = (4 * x[..., 1:-1, 1:-1, :] - x[..., :-2, 1:-1, :] - x[..., 2:, 1:-1, :] -
+         x[..., 1:-1, :-2, :] - x[..., 1:-1, 2:, :])
+  return float(np.mean(np.square(lap)))
+
+
+def long_video_stats(frame, samples, k: int):
+  """Whether a long video keeps its content: the mean forward mask of each pass of K frames,
+  and the high-frequency energy of the last frame against the first (1: as detailed)."""
+  mask = np.asarray(samples['mask_fw'])
+  passes = -(-mask.shape[1] // k)
+  return {'mean_mask_fw_per_pass': [float(mask[:, i * k:(i + 1) * k].mean())
+                                    for i in range(passes)],
+          'high_frequency_energy_last_over_first':
+              high_frequency_energy(samples['refined'][:, -1]) / high_frequency_energy(frame)}
+
+
 def generate_from_files(config, workdir: str, label_map: str, first_frame: Optional[str],
                         num_samples: int, output_dir: Optional[str], seed: int,
                         num_frames: Optional[int] = None):
@@ -165,6 +186,12 @@ def generate_from_files(config, workdir: str, label_map: str, first_frame: Optio
                           frame, labels, num_samples, seed, num_frames)
   output_dir = output_dir or os.path.join(workdir, 'generated')
   write_outputs(output_dir, frame, labels, samples)
+  stats = long_video_stats(frame, samples, model.num_predicted_frames)
+  with open(os.path.join(output_dir, 'stats.json'), 'w') as f:
+    json.dump(stats, f, indent=1)
   logging.info('Wrote %d sampled videos to %s', num_samples, output_dir)
   print(f'Wrote {num_samples} videos (GIF), flows and masks to {output_dir}')
+  print('Mean forward mask per pass: ' + ', '.join(
+      f'{m:.3f}' for m in stats['mean_mask_fw_per_pass']) + '; high-frequency energy of the '
+        f'last frame / the first: {stats["high_frequency_energy_last_over_first"]:.2f}')
   return samples

@@ -49,7 +49,8 @@ def summary_lines(results):
   copy = get('psnr/copy_first_frame')
   return [
       f'- KL of the posterior: {get("kl_nats/posterior"):.2f} nats per clip; mean forward '
-      f'mask {get("mask_fw/posterior"):.3f}',
+      f'mask {get("mask_fw/posterior"):.3f} ({get("mask_fw/moving_objects"):.3f} on '
+      'moving objects)',
       f'- spread between prior samples: {get("spread/prior_pixels"):.4f} (mean absolute '
       f'pixel difference), {get("spread/prior_flow_px"):.2f} px (flow)',
       f'- posterior - copy: {get("psnr/posterior") - copy:+.2f} dB; one prior sample - copy: '
@@ -74,10 +75,34 @@ def per_frame_table(results, metric='psnr', kinds=('posterior', 'prior_best_of_n
   return '\n'.join(lines)
 
 
+COMPACT_HEADER = ('| run | steps | PSNR posterior / prior / best of N / copy (dB) | '
+                  'EPE valid: posterior / zero (px) | EPE objects: posterior / zero (px) | '
+                  'KL (nats/clip) | prior spread (pixels) | mask fw |\n'
+                  '| --- | --- | --- | --- | --- | --- | --- | --- |')
+
+
+def compact_row(name, step, results) -> str:
+  """One line of an ablation table: the numbers of the issue's targets for one run."""
+  get = lambda key: results.get(f'{key}/mean', float('nan'))
+  psnr = ' / '.join(f'{get("psnr/" + k):.2f}' for k in
+                    ('posterior', 'prior_sample', 'prior_best_of_n', 'copy_first_frame'))
+  epe = lambda m: f'{get(m + "/posterior"):.2f} / {get(m + "/zero_flow"):.2f}'
+  return (f'| {name} | {step} | {psnr} | {epe("epe_px")} | {epe("epe_obj_px")} | '
+          f'{get("kl_nats/posterior"):.2f} | {get("spread/prior_pixels"):.4f} | '
+          f'{get("mask_fw/posterior"):.3f} |')
+
+
 def main(argv):
-  workdir = next((a.split('=', 1)[1] for a in argv if a.startswith('--workdir=')), None)
-  if workdir is None:
-    sys.exit('usage: python -m seg2vid_jax.report --workdir=DIR')
+  workdirs = [a.split('=', 1)[1] for a in argv if a.startswith('--workdir=')]
+  if not workdirs:
+    sys.exit('usage: python -m seg2vid_jax.report --workdir=DIR [--workdir=DIR2 ...]\n'
+             '(several workdirs: one compact row each, as in docs/ABLATION.md)')
+  if len(workdirs) > 1:
+    print(COMPACT_HEADER)
+    for workdir in workdirs:
+      print(compact_row(os.path.basename(workdir.rstrip('/')), *latest_eval(workdir)))
+    return
+  workdir = workdirs[0]
   step, results = latest_eval(workdir)
   print(f'Evaluation of {workdir} at step {step}:\n')
   print(markdown_table(results))

@@ -295,8 +295,13 @@ def eval_metrics(batch, posterior, priors):
   if 'flow' in batch:
     regions = {'epe_px': batch.get('valid')}
     if 'valid' in batch:
-      regions['epe_obj_px'] = evaluation.moving_object_mask(batch['labels'], batch['flow'],
-                                                            batch['valid'])
+      objects = evaluation.moving_object_mask(batch['labels'], batch['flow'], batch['valid'])
+      regions['epe_obj_px'] = objects
+      # Does the model move the objects, or close the mask on them and paint them over?
+      count = jnp.sum(objects, axis=(2, 3))
+      out['mask_fw/moving_objects'] = jnp.where(
+          count > 0, jnp.sum(posterior['mask_fw'] * objects, axis=(2, 3)) /
+          jnp.maximum(count, 1), jnp.nan)
     flows = {'posterior': moved_flow(posterior), 'zero_flow': jnp.zeros_like(batch['flow'])}
     if priors:
       flows['prior_sample'] = moved_flow(priors[0])

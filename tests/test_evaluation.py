@@ -133,3 +133,136 @@ def test_metrics_on_jnp_arrays_under_jit():
                           for s in ('frame_1', 'frame_2', 'mean')}
   # Uniform noise frames vs another: MSE = 1/6 -> about 7.8 dB.
   assert summary['psnr/mean'] == pytest.approx(-10 * np.log10(1 / 6), abs=0.3)
+
+
+# --- moving_object_mask, kl_per_clip, sample_spread, flow_spread_px, per-clip accumulator ---
+
+
+def _shift_flow(b, k, h, w, shifts_px):
+  """Uniform backward flows (B, K, H, W, 2): frame k shows frame 0 moved by shifts_px[k]
+  = (dx, dy) whole pixels, i.e. frame_k(p) = frame_0(p - d)."""
+  flow = np.zeros((b, k, h, w, 2), np.float32)
+  for i, (dx, dy) in enumerate(shifts_px):
+    flow[:, i, ..., 0] = dx * 2.0 / (w - 1)
+    flow[:, i, ..., 1] = dy * 2.0 / (h - 1)
+  return flow
+
+
+def test_moving_object_mask_is_the_shifted_object_of_frame_0():
+  b, k, h, w = 1, 3, 12, 14
+  labels = np.zeros((b, h, w), np.int32)
+  labels[0, 3:6, 2:5] = 13  # a car, rows 3..5, columns 2..4
+  shifts = [(0, 0), (2, 0), (3, -1)]  # frame 3: 3 px right, 1 px up
+  flow = _shift_flow(b, k, h, w, shifts)
+  valid = np.ones((b, k, h, w), bool)
+  got = np.asarray(jax.jit(evaluation.moving_object_mask)(labels, flow, valid))
+  assert got.shape == (b, k, h, w) and got.dtype == bool
+  for i, (dx, dy) in enumerate(shifts):
+    want = np.zeros((h, w), bool)
+    want[3 + dy:6 + dy, 2 + dx:5 + dx] = True
+    np.testing.assert_array_equal(got[0, i], want, err_msg=f'frame {i + 1}')
+  assert got[0, 1].sum() == 9
+
+
+def test_moving_object_mask_ignores_invalid_pixels_and_background_ids():
+  b, k, h, w = 2, 1, 8, 8
+  labels = np.zeros((b, h, w), np.int32)
+  labels[0, 1:3, 1:3] = 11   # person: an object (first_id)
+  labels[0, 5:7, 5:7] = 18   # bicycle: an object (last_id)
+  labels[0, 1:3, 5:7] = 10   # sky: background
+  labels[0, 5:7, 1:3] = 19   # 'other': not an object
+  labels[1] = 13             # clip 2: a car everywhere ...
+  flow = _shift_flow(b, k, h, w, [(1, 0)])
+  valid = np.ones((b, k, h, w), bool)
+  valid[1, 0, :, :4] = False  # ... but its left half invalid (disoccluded)
+  got = np.asarray(evaluation.moving_object_mask(labels, flow, valid))
+  want0 = np.zeros((h, w), bool)
+  want0[1:3, 2:4] = True      # the person moved 1 px right
+  want0[5:7, 6:8] = True      # the bicycle moved 1 px right
+  np.testing.assert_array_equal(got[0, 0], want0)
+  want1 = np.zeros((h, w), bool)
+  want1[:, 4:] = True
+  np.testing.assert_array_equal(got[1, 0], want1)
+  # Custom id range: only the sky counts.
+  sky = np.asarray(evaluation.moving_object_mask(labels, flow, valid, first_id=10, last_id=10))
+  want_sky = np.zeros((h, w), bool)
+  want_sky[1:3, 6:8] = True
+  np.testing.assert_array_equal(sky[0, 0], want_sky)
+  assert not sky[1].any()
+
+
+def test_kl_per_clip_known_values():
+  z = np.zeros((3, 2, 4), np.float32)
+  mu, logvar = z.copy(), z.copy()
+  mu[1, 0, 2] = 1.0      # clip 2: mu = 1 in one dimension -> 0.5 nats
+  s = 2.0
+  logvar[2] = np.log(s * s)  # clip 3: sigma = 2 in all 8 dimensions
+  got = np.asarray(jax.jit(evaluation.kl_per_clip)(mu, logvar))
+  assert got.shape == (3,)
+  want_sigma = 8 * 0.5 * (s * s - 1 - np.log(s * s))
+  np.testing.assert_allclose(got, [0.0, 0.5, want_sigma], rtol=1e-6, atol=1e-7)
+  rng = np.random.default_rng(0)
+  mu, logvar = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3, 5))
+  want = 0.5 * np.sum(mu ** 2 + np.exp(logvar) - 1 - logvar, axis=(1, 2))
+  np.testing.assert_allclose(np.asarray(evaluation.kl_per_clip(mu, logvar)), want, rtol=1e-5)
+
+
+def test_sample_spread_is_mean_over_pairs_of_mean_abs_difference():
+  rng = np.random.default_rng(1)
+  samples = rng.uniform(size=(3, 2, 2, 4, 5, 3)).astype(np.float32)  # N, B, K, H, W, C
+  got = np.asarray(jax.jit(evaluation.sample_spread)(samples))
+  assert got.shape == (2, 2)
+  pair = lambda i, j: np.abs(samples[i] - samples[j]).mean(axis=(-3, -2, -1))
+  np.testing.assert_allclose(got, (pair(0, 1) + pair(0, 2) + pair(1, 2)) / 3, rtol=1e-6)
+  # Constant samples 0, 0.1, 0.4: pairs differ by 0.1, 0.4, 0.3 -> 0.8 / 3.
+  const = np.stack([np.full((1, 1, 4, 4, 3), v, np.float32) for v in (0.0, 0.1, 0.4)])
+  np.testing.assert_allclose(np.asarray(evaluation.sample_spread(const)), [[0.8 / 3]],
+                             rtol=1e-6)
+  # Identical samples: the latent has no effect.
+  np.testing.assert_array_equal(np.asarray(evaluation.sample_spread(np.stack([samples[0]] * 2))),
+                                0.0)
+
+
+def test_flow_spread_is_in_pixels():
+  b, k, h, w = 2, 2, 5, 9
+  zero = np.zeros((b, k, h, w, 2), np.float32)
+  one_px = zero.copy()
+  one_px[..., 0] = 2.0 / (w - 1)     # 1 px right
+  five_px = zero.copy()
+  five_px[..., 0] = 3 * 2.0 / (w - 1)
+  five_px[..., 1] = 4 * 2.0 / (h - 1)  # 3 px right, 4 px down: 5 px from zero
+  got = np.asarray(evaluation.flow_spread_px(np.stack([zero, one_px])))
+  np.testing.assert_allclose(got, 1.0, rtol=1e-6)
+  got = np.asarray(jax.jit(evaluation.flow_spread_px)(np.stack([zero, one_px, five_px])))
+  # Pairs: 1 px, 5 px, |(2, 4)| = sqrt(20) px.
+  np.testing.assert_allclose(got, (1.0 + 5.0 + np.sqrt(20.0)) / 3, rtol=1e-6)
+
+
+def test_spreads_need_at_least_two_samples():
+  with pytest.raises(ValueError, match='at least 2'):
+    evaluation.sample_spread(np.zeros((1, 1, 1, 4, 4, 3), np.float32))
+  with pytest.raises(ValueError, match='at least 2'):
+    evaluation.flow_spread_px(np.zeros((1, 1, 1, 4, 4, 2), np.float32))
+
+
+def test_accumulator_per_clip_values_have_only_a_mean():
+  acc = evaluation.MetricAccumulator()
+  acc.update({'kl': np.array([1.0, 2.0, 3.0]), 'psnr': np.array([[10., 20.], [30., 40.],
+                                                                [50., 60.]])})
+  # Second batch: the last row is padding (garbage, even inf), one clip's KL undefined.
+  acc.update({'kl': np.array([np.nan, 6.0, np.inf]),
+              'psnr': np.array([[0., 0.], [0., 0.], [np.inf, np.inf]])},
+             mask=np.array([True, True, False]))
+  got = acc.result()
+  assert set(got) == {'kl/mean', 'psnr/frame_1', 'psnr/frame_2', 'psnr/mean'}
+  assert got['kl/mean'] == pytest.approx((1 + 2 + 3 + 6) / 4)
+  assert got['psnr/frame_1'] == pytest.approx(90 / 5)
+  assert got['psnr/mean'] == pytest.approx(210 / 10)
+  assert all(type(v) is float for v in got.values())
+  assert evaluation.summarize({'kl': np.array([4.0, 5.0])}) == {'kl/mean': 4.5}
+
+
+def test_best_of_n_ignores_frames_without_a_value():
+  nan = float('nan')
+  best = evaluation.best_of_n(jnp.array([[[1.0, nan]], [[0.1, nan]]]), higher_is_better=False)
+  np.testing.assert_allclose(np.asarray(best), [[0.1, nan]], rtol=1e-6)
