@@ -26,7 +26,7 @@ test: $(STAMP)
 
 # Trains both stages of the CPU demo (stage 2 about 11 minutes on 2 cores), evaluates them, and
 # generates videos from a label map and first frame the model has never seen, then from the
-# label map alone (stage 1 draws the first frame), 12 frames long.
+# label map alone (stage 1 draws the first frame), 24 frames long; prints the results table.
 demo: $(STAMP)
 	$(PY) -m seg2vid_jax.main --config=configs/synthetic.py --workdir=$(DEMO_DIR)
 	$(PY) -m seg2vid_jax.main --config=configs/synthetic_img2img.py --workdir=$(STAGE1_DIR)
@@ -36,7 +36,7 @@ demo: $(STAMP)
 	    --first_frame=$(DEMO_DIR)/inputs/first_frame.png --num_samples=4
 	$(PY) -m seg2vid_jax.main --config=configs/synthetic.py --workdir=$(DEMO_DIR) \
 	    --mode=generate --label_map=$(DEMO_DIR)/inputs/label_map.png --num_samples=4 \
-	    --num_frames=12 --output_dir=$(DEMO_DIR)/generated_from_label_map \
+	    --num_frames=24 --output_dir=$(DEMO_DIR)/generated_from_label_map \
 	    --config.img2img_workdir=$(STAGE1_DIR) \
 	    --config.img2img_config=configs/synthetic_img2img.py
 	$(PY) -m seg2vid_jax.report --workdir=$(DEMO_DIR)

@@ -33,5 +33,5 @@ def get_config():
   config.checkpoint_every_steps = 400
   config.sample_every_steps = 200
   config.eval_every_steps = 0  # Evaluate once, at the end.
-  config.num_prior_samples = 5
+  config.num_prior_samples = 10  # Best of 10 prior samples, as issue 11 measures.
   return config
