@@ -11,6 +11,7 @@ from typing import Mapping, Optional
 import jax
 import jax.numpy as jnp
 
+from seg2vid_jax.evaluation import kl_per_clip
 from seg2vid_jax.models.vgg import VGG19Features
 from seg2vid_jax.ops import warp
 
@@ -85,9 +86,7 @@ def kld_loss(mu, logvar, free_nats: float = 0.0):
   """
   if not free_nats:
     return -0.5 * jnp.sum(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar)) / 1000.0
-  per_clip = -0.5 * jnp.sum(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar),
-                            axis=tuple(range(1, mu.ndim)))
-  return jnp.sum(jnp.maximum(per_clip, free_nats)) / 1000.0
+  return jnp.sum(jnp.maximum(kl_per_clip(mu, logvar), free_nats)) / 1000.0
 
 
 def flow_consistency_loss(outputs):
