@@ -1,0 +1,22 @@
+"""The CPU demo with the objective's options exposed, for the ablations of docs/ABLATION.md.
+
+Defaults are configs/synthetic.py's (the published objective); the runs of the table:
+
+  python -m seg2vid_jax.main --config=configs/synthetic_ablation.py --workdir=W \
+      --config.num_prior_samples=10 \
+      --config.loss_weights.photometric=10 --config.kl_free_nats=64 --config.loss_weights.mask=1
+"""
+
+import ml_collections
+
+from configs import synthetic
+
+
+def get_config():
+  """configs/synthetic.py with loss weights overridable from the command line."""
+  config = synthetic.get_config()
+  # Overridable weights (the others keep losses.WEIGHTS): photometric is off as published.
+  config.loss_weights = ml_collections.ConfigDict(dict(photometric=0.0, mask=0.1, kld=0.1))
+  config.kl_free_nats = 0.0  # Free nats per clip of the KL term (losses.kld_loss).
+  config.kl_warmup_steps = 0  # KL weight ramped from 0 over these steps.
+  return config
