@@ -13,10 +13,9 @@ from configs import synthetic
 
 
 def get_config():
-  """configs/synthetic.py with loss weights overridable from the command line."""
+  """configs/synthetic.py with loss weights overridable from the command line (kl_free_nats
+  and kl_warmup_steps come from configs/default.py)."""
   config = synthetic.get_config()
   # Overridable weights (the others keep losses.WEIGHTS): photometric is off as published.
   config.loss_weights = ml_collections.ConfigDict(dict(photometric=0.0, mask=0.1, kld=0.1))
-  config.kl_free_nats = 0.0  # Free nats per clip of the KL term (losses.kld_loss).
-  config.kl_warmup_steps = 0  # KL weight ramped from 0 over these steps.
   return config

@@ -158,10 +158,12 @@ def photometric_loss(outputs, video, scales=PHOTOMETRIC_SCALES):
   flow = (outputs['flow'] * outputs['mask_fw'][..., None]).reshape(b * k, h, w, 2)
   total = 0.0
   for s in scales:
-    i0 = jnp.repeat(_avg_pool(video[:, 0], s), k, axis=0)  # (B·K, h/s, w/s, C), clip-major.
+    if s == 1:
+      warped = outputs['warped'].reshape(b * k, h, w, c)
+    else:
+      i0 = jnp.repeat(_avg_pool(video[:, 0], s), k, axis=0)  # (B·K, h/s, w/s, C), clip-major.
+      warped = warp(i0, _avg_pool(flow, s))
     gt = _avg_pool(video[:, 1:].reshape(b * k, h, w, c), s)
-    warped = (outputs['warped'].reshape(b * k, h, w, c) if s == 1
-              else warp(i0, _avg_pool(flow, s)))
     total = total + jnp.mean(jnp.abs(warped - gt))
   return total
 

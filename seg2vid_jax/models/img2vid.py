@@ -293,7 +293,8 @@ class Img2Vid(nn.Module):
       mu, logvar = self.posterior(video, label_onehot, train)
     if z is None and posterior_mean:
       if mu is None:
-        raise ValueError('posterior_mean needs the whole clip (K + 1 frames) for the motion encoder')
+        raise ValueError('posterior_mean needs the whole clip (K + 1 frames) for the motion '
+                         'encoder')
       z = mu
     if z is None:
       eps = jax.random.normal(self.make_rng('latent'), (b, n, self.z_dim))
