@@ -16,6 +16,7 @@ def get_config():
   """configs/synthetic.py with loss weights overridable from the command line (kl_free_nats
   and kl_warmup_steps come from configs/default.py)."""
   config = synthetic.get_config()
-  # Overridable weights (the others keep losses.WEIGHTS): photometric is off as published.
-  config.loss_weights = ml_collections.ConfigDict(dict(photometric=0.0, mask=0.1, kld=0.1))
+  # Overridable weights (the others keep losses.WEIGHTS); the extra terms are off as published.
+  config.loss_weights = ml_collections.ConfigDict(dict(
+      photometric=0.0, flow_supervised=0.0, mask_supervised=0.0, mask=0.1, kld=0.1))
   return config

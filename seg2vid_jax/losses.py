@@ -19,7 +19,7 @@ from seg2vid_jax.ops import warp
 WEIGHTS = dict(flow_smooth=1.0, recon=2.0, recon_back=1.0, recon_before=1.0, kld=0.1,
                flow_consist=1.0, similarity=1.0, vgg=1.0, mask=0.1)
 # Terms that are not in the published objective; off (weight 0) unless a config sets them.
-EXTRA_WEIGHTS = dict(photometric=0.0)
+EXTRA_WEIGHTS = dict(photometric=0.0, flow_supervised=0.0, mask_supervised=0.0)
 _SMOOTH_RADIUS = 2
 PHOTOMETRIC_SCALES = (1, 2, 4, 8)
 
@@ -168,13 +168,41 @@ def photometric_loss(outputs, video, scales=PHOTOMETRIC_SCALES):
   return total
 
 
+def flow_supervised_loss(outputs, flow_true, valid):
+  """Extra term (not published; needs exact flow, so synthetic data only): the mean end-point
+  error in pixels of the raw forward flow against the true flow, over the valid pixels.
+
+  The published objective trains the flow only through the bilinear warp, whose gradient sees
+  one pixel around each source; cars that move several pixels per frame give it nothing to
+  follow, and the first frame does not say where they go, so the decoder learns ~zero flow
+  and ignores z (docs/ABLATION.md). The true flow of the clip is what the posterior encodes;
+  supervising it forces the decoder to read z. The flow is in normalised units, the error in
+  pixels, as `evaluation.endpoint_error_px` reports it.
+  """
+  h, w = flow_true.shape[-3:-1]
+  to_px = jnp.array([(w - 1) / 2.0, (h - 1) / 2.0], jnp.float32)
+  epe = jnp.sqrt(jnp.sum(jnp.square((outputs['flow'] - flow_true) * to_px), axis=-1) + 1e-6)
+  valid = jnp.asarray(valid, jnp.float32)
+  return jnp.sum(epe * valid) / jnp.maximum(jnp.sum(valid), 1.0)
+
+
+def mask_supervised_loss(outputs, valid):
+  """Extra term (not published; synthetic data only): binary cross-entropy of the forward mask
+  against `valid` (whether frame k's pixel is visible in frame 0), so the mask closes on
+  disocclusions only, and not on the cars the refinement net would then paint over."""
+  m = jnp.clip(outputs['mask_fw'], 1e-6, 1 - 1e-6)
+  v = jnp.asarray(valid, m.dtype)
+  return -jnp.mean(v * jnp.log(m) + (1 - v) * jnp.log(1 - m))
+
+
 def mask_loss(outputs):
   """Term 9: mean(1 - m_bw) + mean(1 - m_fw): keeps the masks from closing everywhere."""
   return jnp.mean(1 - outputs['mask_bw']) + jnp.mean(1 - outputs['mask_fw'])
 
 
 def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
-              weights: Optional[Mapping[str, float]] = None, kl_free_nats: float = 0.0):
+              weights: Optional[Mapping[str, float]] = None, kl_free_nats: float = 0.0,
+              flow_true=None, valid=None):
   """All nine terms (unweighted) and their weighted sum under 'total'.
 
   Args:
@@ -185,6 +213,8 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
     weights: per-term weights over the published `WEIGHTS` (missing names keep theirs) and
       `EXTRA_WEIGHTS` (off unless given); an extra term is computed only when weighted.
     kl_free_nats: free nats per clip of the KL term (0: as published), see `kld_loss`.
+    flow_true, valid: the clip's exact flow (B, K, H, W, 2) and where it is defined (B, K, H,
+      W), needed by the extra supervised terms only (synthetic data).
   """
   unknown = set(weights or {}) - set(WEIGHTS) - set(EXTRA_WEIGHTS)
   if unknown:
@@ -204,5 +234,13 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
       mask=mask_loss(outputs))
   if weights['photometric']:
     terms['photometric'] = photometric_loss(outputs, video)
+  for name in ('flow_supervised', 'mask_supervised'):
+    if weights[name] and (flow_true is None or valid is None):
+      raise ValueError(f'loss term {name} needs the exact flow and valid mask of the clip '
+                       '(batch keys "flow" and "valid"; the synthetic dataset has them)')
+  if weights['flow_supervised']:
+    terms['flow_supervised'] = flow_supervised_loss(outputs, flow_true, valid)
+  if weights['mask_supervised']:
+    terms['mask_supervised'] = mask_supervised_loss(outputs, valid)
   terms['total'] = sum(weights[name] * value for name, value in terms.items())
   return terms

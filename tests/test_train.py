@@ -539,3 +539,31 @@ def test_photometric_loss_scale_1_vanishes_for_the_exact_shift_flow():
       0.0, abs=1e-6)
   # The full pyramid adds the (inexact) coarser levels on top.
   assert float(_photometric(outputs, zero_filled)) > 0.0
+
+
+def test_supervised_flow_and_mask_terms_need_the_true_flow_and_measure_it():
+  b, k, h, w = 2, 2, 9, 17
+  video = np.random.default_rng(6).uniform(size=(b, k + 1, h, w, 3)).astype(np.float32)
+  true = np.zeros((b, k, h, w, 2), np.float32)
+  pred = true.copy()
+  pred[..., 0] = 3 * 2.0 / (w - 1)  # 3 px in x ...
+  pred[..., 1] = 4 * 2.0 / (h - 1)  # ... and 4 px in y: 5 px end-point error everywhere.
+  valid = np.ones((b, k, h, w), bool)
+  valid[0, 0, :4] = False
+  pred[0, 0, :4] = 100.0  # Far off, but not valid: not counted.
+  outputs = _fake_outputs(video, pred)
+  with pytest.raises(ValueError, match='flow_supervised needs the exact flow'):
+    losses.objective(outputs, video, weights={'flow_supervised': 1.0})
+  terms = losses.objective(outputs, video, weights={'flow_supervised': 1.0, 'mask_supervised': 2.0},
+                           flow_true=true, valid=valid)
+  assert float(terms['flow_supervised']) == pytest.approx(5.0, rel=1e-5)
+  # Mask 1 everywhere (clipped to 1 - 1e-6 in fp32): BCE is -log(1 - that) on the invalid
+  # pixels and ~0 on the valid ones.
+  want = -np.log(1 - np.float64(np.float32(1 - 1e-6))) * (~valid).sum() / valid.size
+  assert float(terms['mask_supervised']) == pytest.approx(want, rel=1e-4)
+  weights = dict(losses.WEIGHTS, flow_supervised=1.0, mask_supervised=2.0)
+  np.testing.assert_allclose(
+      terms['total'], sum(weights[n] * v for n, v in terms.items() if n != 'total'), rtol=1e-5)
+  outputs['flow'] = true
+  # The exact flow costs only the 1e-6 inside the square root that keeps its gradient finite.
+  assert float(losses.flow_supervised_loss(outputs, true, valid)) == pytest.approx(1e-3, rel=1e-3)
