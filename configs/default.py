@@ -32,9 +32,12 @@ def get_config():
 
   # Model (seg2vid_jax.models.Img2Vid); image size, K and two_path come from above.
   config.model = ml_collections.ConfigDict()
-  config.model.num_classes = 20  # Label channels: Cityscapes train ids 0..18 and 19 (other).
+  config.model.num_classes = 20  # Label channels: Cityscapes ids 0..18 and 19; 0: image-only model.
   config.model.channels = 3  # Image channels (1 for grayscale KTH).
   config.model.num_bg_classes = 11  # Two-path: ids below this are background (road ... sky).
+  # Two-path (background, foreground) latent widths; None: z_dim / 2 each, as the training script.
+  config.model.latent_split = placeholder(tuple)
+  config.model.upconv_upsampling = 'bilinear'  # Flow decoder/heads x2: 'nearest' in the image-only model.
   config.model.encoder_widths = (32, 64, 128, 256)  # Image encoder; the flow decoder mirrors it.
   config.model.motion_widths = (32, 64, 64, 128, 128)  # Motion encoder convolutions.
   config.model.latent_channels = 64  # Channels of the (H/16, W/16) latent map.

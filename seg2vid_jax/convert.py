@@ -19,7 +19,7 @@ import numpy as np
 
 from seg2vid_jax.models import Img2Vid, VGG19Features, example_inputs
 
-VARIANTS = ('w_mask', 'two_path')
+VARIANTS = ('w_mask', 'two_path', 'image_only')
 _IGNORED_SUFFIX = 'num_batches_tracked'
 _VGG_PREFIX = 'vgg_net.vgg.'
 # Modules of the refinement decoder that are ConvTranspose2d in the original (upc1.0, upcN.1).
@@ -83,7 +83,10 @@ def fill_variables(template, state_dict: Mapping[str, np.ndarray], prefix: str =
     if key not in state_dict:
       raise KeyError(f'state_dict has no {key!r} (needed for {"/".join(path)}); is it a '
                      'checkpoint of this variant?')
-    value = to_flax_layout(key, np.asarray(state_dict[key], np.float32))
+    value = np.asarray(state_dict[key])
+    # float64 weights stay float64 under jax_enable_x64 (parity in float64); else fp32.
+    x64 = value.dtype == np.float64 and jax.config.jax_enable_x64
+    value = to_flax_layout(key, value.astype(np.float64 if x64 else np.float32))
     if value.shape != tuple(leaf.shape):
       raise ValueError(f'state_dict {key!r} has shape {state_dict[key].shape}, which gives '
                        f'{value.shape}; the model needs {tuple(leaf.shape)}')
@@ -95,17 +98,29 @@ def fill_variables(template, state_dict: Mapping[str, np.ndarray], prefix: str =
 def from_torch(state_dict, variant: str, image_size: Tuple[int, int]) -> Tuple[Img2Vid, Any]:
   """A published seg2vid checkpoint as ``(model, variables)``.
 
+  The architecture's free sizes are read from the state_dict's shapes: K from zconv, the
+  two-path latent split from the motion encoders' fc1 (512/512 as the authors' training script
+  builds it, 128/896 in their released two-path checkpoint), and the image-only model's
+  channels (1 for KTH, 3 for UCF-101) from its first encoder convolution.
+
   Args:
     state_dict: mapping key -> array (numpy or torch), or a path to a ``.pth.tar`` (needs torch).
-    variant: 'w_mask' (one 20-channel motion encoder) or 'two_path' (background/foreground).
+    variant: 'w_mask' (one 20-channel motion encoder), 'two_path' (background/foreground), or
+      'image_only' (no label map: the "genmask" model of KTH and UCF-101).
     image_size: (H, W) of the frames; the weights do not depend on it beyond the latent rows.
   """
   if variant not in VARIANTS:
     raise ValueError(f'variant must be one of {VARIANTS}, not {variant!r}')
   sd = load_state_dict(state_dict)
-  num_frames = sd['zconv.main.0.weight'].shape[0] // 16
-  model = Img2Vid(image_size=tuple(image_size), num_predicted_frames=num_frames,
-                  two_path=variant == 'two_path')
+  shape = lambda key: _required(sd, key, variant).shape
+  fields = dict(num_predicted_frames=shape('zconv.main.0.weight')[0] // 16)
+  if variant == 'two_path':
+    fields.update(two_path=True, latent_split=(shape('motion_net_bg.fc1.bias')[0],
+                                               shape('motion_net_fg.fc1.bias')[0]))
+  elif variant == 'image_only':
+    fields.update(num_classes=0, channels=shape('encoder.econv1.main.0.weight')[1],
+                  upconv_upsampling='nearest')
+  model = Img2Vid(image_size=tuple(image_size), **fields)
   template = jax.eval_shape(lambda: model.init(jax.random.key(0), *example_inputs(model)))
   variables, used = fill_variables(template, sd)
   unused = [k for k in sd if k not in used and not k.endswith(_IGNORED_SUFFIX)
@@ -114,6 +129,14 @@ def from_torch(state_dict, variant: str, image_size: Tuple[int, int]) -> Tuple[I
     raise ValueError(f'{len(unused)} state_dict keys have no place in the {variant} model, '
                      f'e.g. {unused[:5]}: wrong variant?')
   return model, variables
+
+
+def _required(sd, key, variant):
+  """sd[key], or an error that says which variant's key is missing."""
+  if key not in sd:
+    raise KeyError(f'state_dict has no {key!r}, which every {variant} checkpoint has: wrong '
+                   f'variant? (one of {VARIANTS})')
+  return sd[key]
 
 
 def vgg_from_torch(state_dict) -> Any:

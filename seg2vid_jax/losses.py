@@ -126,9 +126,11 @@ def similarity_loss(outputs, video, alpha=0.85):
 
 def perceptual_loss(outputs, video, vgg_params):
   """Term 8: sum over relu1_1 ... relu4_4 of mean |phi(gt_k) - phi(warped_k)|, phi = frozen
-  VGG19 (average pooling). It compares the *warped* frames, as published."""
+  VGG19 (average pooling). It compares the *warped* frames, as published; grayscale frames
+  (the KTH model) are repeated to three channels, as the original does."""
   vgg = VGG19Features()
-  flat = lambda x: x.reshape((-1,) + x.shape[2:])
+  rgb = lambda x: jnp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+  flat = lambda x: rgb(x.reshape((-1,) + x.shape[2:]))
   params = {'params': jax.lax.stop_gradient(vgg_params)}
   pred = vgg.apply(params, flat(outputs['warped']))
   true = vgg.apply(params, jax.lax.stop_gradient(flat(video[:, 1:])))

@@ -43,24 +43,34 @@ def regenerate_tensor(key, shape):
   return np.asarray(value, np.float32)
 
 
-def state_dict(variant):
-  """The regenerated state_dict of `variant` ('w_mask' or 'two_path')."""
-  manifest = json.loads((require_parity_dir() / f'state_dict_{variant}.json').read_text())
-  return {key: regenerate_tensor(key, shape) for key, shape in manifest}
+# Fixture name -> the `convert.from_torch` variant that loads it.
+FIXTURES = {'w_mask': 'w_mask', 'two_path': 'two_path', 'two_path_128_896': 'two_path',
+            'image_only_rgb': 'image_only', 'image_only_gray': 'image_only'}
 
 
-def reference(variant):
-  """The reference inputs and outputs of `variant`, converted to NHWC model conventions."""
-  ref = np.load(require_parity_dir() / f'reference_{variant}_128x128.npz')
+def state_dict(fixture, dtype=np.float32):
+  """The regenerated state_dict of a fixture (float64: the float32 values, cast)."""
+  manifest = json.loads((require_parity_dir() / f'state_dict_{fixture}.json').read_text())
+  return {key: regenerate_tensor(key, shape).astype(
+      dtype if not key.endswith('num_batches_tracked') else np.int64) for key, shape in manifest}
+
+
+def reference(fixture, float64=False):
+  """The reference inputs and outputs of a fixture (its float64 run if `float64`), converted to
+  NHWC model conventions; `label_onehot` is None for the image-only model."""
+  suffix = '_f64' if float64 else ''
+  ref = np.load(require_parity_dir() / f'reference_{fixture}_128x128{suffix}.npz')
   b = ref['video'].shape[0]
   out = {k: ref[k] for k in ref.files if k.startswith('loss_')}
   out['video'] = ref['video'].transpose(0, 1, 3, 4, 2)
-  out['label_onehot'] = ref['label_onehot'].transpose(0, 2, 3, 1)
+  out['label_onehot'] = (ref['label_onehot'].transpose(0, 2, 3, 1)
+                         if 'label_onehot' in ref.files else None)
   out['noise'] = ref['noise_bg'].transpose(0, 2, 3, 1)
   out['z'] = ref['z'].reshape(b, -1, ref['z'].shape[-1])
-  out['warp_image'] = ref['video'][:, 0].transpose(0, 2, 3, 1)
-  out['warp_flow'] = ref['warp_flow'].transpose(0, 2, 3, 1)
-  out['warp_out'] = ref['warp_out'].transpose(0, 2, 3, 1)
+  if 'warp_flow' in ref.files:  # The warp alone (fp32 fixtures).
+    out['warp_image'] = ref['video'][:, 0].transpose(0, 2, 3, 1)
+    out['warp_flow'] = ref['warp_flow'].transpose(0, 2, 3, 1)
+    out['warp_out'] = ref['warp_out'].transpose(0, 2, 3, 1)
   for mode in ('eval', 'train'):
     out[mode] = dict(
         warped=ref[f'{mode}_warped'].transpose(0, 1, 3, 4, 2),

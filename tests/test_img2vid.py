@@ -34,12 +34,34 @@ def param_shapes(model):
                                            *example_inputs(model)))['params']
 
 
-@pytest.mark.parametrize('two_path,table,total', [
-    (False, PUBLISHED_W_MASK, 58_559_353), (True, PUBLISHED_TWO_PATH, 59_047_033)])
-def test_published_parameter_counts_module_by_module(two_path, table, total):
-  params = param_shapes(Img2Vid(image_size=(128, 256), two_path=two_path))
+# ../shared/parity/summary_more.json: the released two-path checkpoint's 128/896 latent split
+# and the image-only ("genmask") model of KTH (grayscale) and UCF-101 (RGB).
+PUBLISHED_128_896 = dict(PUBLISHED, motion_net_bg=755_712, motion_net_fg=2_329_088)
+PUBLISHED_IMAGE_ONLY_RGB = dict(PUBLISHED, motion_net=2_586_880, encoder=690_592)
+PUBLISHED_IMAGE_ONLY_GRAY = dict(PUBLISHED, motion_net=2_581_760, encoder=689_568,
+                                 refine_net=51_716_993)
+
+
+@pytest.mark.parametrize('fields,table,total', [
+    ({}, PUBLISHED_W_MASK, 58_559_353),
+    ({'two_path': True}, PUBLISHED_TWO_PATH, 59_047_033),
+    ({'two_path': True, 'latent_split': (128, 896)}, PUBLISHED_128_896, 59_047_033),
+    ({'num_classes': 0}, PUBLISHED_IMAGE_ONLY_RGB, 58_538_873),
+    ({'num_classes': 0, 'channels': 1}, PUBLISHED_IMAGE_ONLY_GRAY, 58_530_423)])
+def test_published_parameter_counts_module_by_module(fields, table, total):
+  params = param_shapes(Img2Vid(image_size=(128, 256), **fields))
   assert {name: count(p) for name, p in params.items()} == table
   assert count(params) == total
+
+
+def test_bad_latent_split_and_label_inputs_are_named():
+  with pytest.raises(ValueError, match=r'latent_split \(100, 100\) must be two positive'):
+    param_shapes(Img2Vid(image_size=(64, 64), two_path=True, latent_split=(100, 100)))
+  model = Img2Vid(image_size=(64, 64), num_classes=0)
+  video, _, noise, z = example_inputs(model)
+  with pytest.raises(ValueError, match='image-only model .* takes label_onehot=None'):
+    jax.eval_shape(lambda: model.init(jax.random.key(0), video, jnp.zeros((1, 64, 64, 20)),
+                                      noise, z))
 
 
 def test_vgg_features_used_by_the_loss():

@@ -8,7 +8,7 @@ from the config: the defaults are the published model (MODEL.md), and smaller se
 configuration that trains on a CPU.
 """
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -19,7 +19,7 @@ from seg2vid_jax.ops import warp
 
 
 class ImageEncoder(nn.Module):
-  """``encoder``: concat(I0, labels) -> skips e1 (H/2), e2 (H/4), e3 (H/8) and codex (H/16)."""
+  """``encoder``: concat(I0, labels), or I0 alone (image-only model) -> skips e1 (H/2), e2 (H/4), e3 (H/8) and codex (H/16)."""
   widths: Sequence[int] = (32, 64, 128, 256)
   dtype: Any = None
 
@@ -71,6 +71,7 @@ class FlowDecoder(nn.Module):
   widths: Sequence[int] = (32, 64, 128, 256)
   num_frames: int = 4
   dtype: Any = None
+  upsampling: str = 'bilinear'
 
   @nn.compact
   def __call__(self, e1, e2, e3, z, train: bool):
@@ -79,12 +80,13 @@ class FlowDecoder(nn.Module):
     as_clips = lambda x: x.reshape((-1, k) + x.shape[1:])
     as_frames = lambda x: x.reshape((-1,) + x.shape[2:])
     d1 = layers.ConvBlock(w[3], 3, 1, 1, self.dtype, name='dconv1')(z, train)
-    d2 = layers.UpConv(w[2], 3, 1, self.dtype, name='dconv2')(d1, train)
+    up = lambda f, name: layers.UpConv(f, 3, 1, self.dtype, self.upsampling, name=name)
+    d2 = up(w[2], 'dconv2')(d1, train)
     d2 = jnp.concatenate([d2, tile(e3)], axis=-1)
-    d3 = layers.UpConv(w[1], 3, 1, self.dtype, name='dconv3')(d2, train)
+    d3 = up(w[1], 'dconv3')(d2, train)
     d3 = as_frames(layers.GateConv3d(self.dtype, name='gateconv1')(as_clips(d3), train))
     d3 = jnp.concatenate([d3, tile(e2)], axis=-1)
-    d4 = layers.UpConv(w[0], 3, 1, self.dtype, name='dconv4')(d3, train)
+    d4 = up(w[0], 'dconv4')(d3, train)
     d4 = as_frames(layers.GateConv3d(self.dtype, name='gateconv2')(as_clips(d4), train))
     return jnp.concatenate([d4, tile(e1)], axis=-1)
 
@@ -93,10 +95,11 @@ class Head(nn.Module):
   """``getflow`` / ``get_occlusion_mask``: upconv(5x5) to full size, then Conv 5x5 -> 2."""
   width: int = 16
   dtype: Any = None
+  upsampling: str = 'bilinear'
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = layers.UpConv(self.width, 5, 2, self.dtype, name='main_0')(x, train)
+    x = layers.UpConv(self.width, 5, 2, self.dtype, self.upsampling, name='main_0')(x, train)
     return layers.at_least_f32(layers.conv(2, 5, 1, 2, True, 'main_1', self.dtype)(x))
 
 
@@ -213,7 +216,8 @@ class Img2Vid(nn.Module):
   Call ``apply(variables, video, label_onehot, noise, z=None, train=False)``:
     video: (B, T, H, W, C) in [0, 1]; frame 0 is I0. With T = K + 1 the motion encoder runs
       and `mu`, `logvar` are returned; with T = 1 (generation) it is skipped.
-    label_onehot: (B, H, W, num_classes).
+    label_onehot: (B, H, W, num_classes); None for the image-only model (num_classes = 0, the
+      authors' "genmask" model of KTH and UCF-101: no label input anywhere).
     noise: (B, H, W, C), the refinement noise n, shared over the K frames; None draws it from
       the 'noise' rng.
     z: (B, n, z_dim), or None: then z = mu + exp(logvar / 2)·eps in training (posterior) and
@@ -229,6 +233,12 @@ class Img2Vid(nn.Module):
   channels: int = 3
   two_path: bool = False
   num_bg_classes: int = 11
+  # Two-path: widths (background, foreground) of each latent row's mu/logvar; None splits z_dim
+  # in half, as the authors' training script (their released two-path checkpoint: 128/896).
+  latent_split: Optional[Tuple[int, int]] = None
+  # x2 upsampling of the flow decoder's and heads' upconv layers: 'bilinear' (MODEL.md), or
+  # 'nearest' as in the image-only model (the original's Upsample without a mode).
+  upconv_upsampling: str = 'bilinear'
   encoder_widths: Sequence[int] = (32, 64, 128, 256)
   motion_widths: Sequence[int] = (32, 64, 64, 128, 128)
   latent_channels: int = 64
@@ -250,11 +260,24 @@ class Img2Vid(nn.Module):
                        f'(H/16)(W/16)·{self.latent_channels} divides into rows of {self.z_dim}')
     return (h // 16) * (w // 16) * self.latent_channels // self.z_dim, self.z_dim
 
+  @property
+  def path_widths(self):
+    """{motion encoder name: width of its part of each latent row}."""
+    if not self.two_path:
+      return {'motion_net': self.z_dim}
+    bg, fg = self.latent_split or (self.z_dim // 2, self.z_dim - self.z_dim // 2)
+    if bg + fg != self.z_dim or min(bg, fg) <= 0:
+      raise ValueError(f'latent_split {self.latent_split} must be two positive widths summing '
+                       f'to z_dim = {self.z_dim}')
+    return {'motion_net_bg': bg, 'motion_net_fg': fg}
+
   def motion_inputs(self, video, label_onehot):
     """concat(I0, I_t - I0 for t = 1..K, labels) per motion path: a list of (B, H, W, ·)."""
     i0 = video[:, 0]
     diffs = [video[:, t] - i0 for t in range(1, video.shape[1])]
     y = jnp.concatenate([i0] + diffs, axis=-1)
+    if label_onehot is None:
+      return [y]
     if not self.two_path:
       return [jnp.concatenate([y, label_onehot], axis=-1)]
     bg = label_onehot[..., :self.num_bg_classes]
@@ -263,11 +286,10 @@ class Img2Vid(nn.Module):
 
   def posterior(self, video, label_onehot, train):
     """mu, logvar of Q(z | clip, labels), each (B, n, z_dim)."""
-    names = ['motion_net_bg', 'motion_net_fg'] if self.two_path else ['motion_net']
-    out_dim = self.z_dim // len(names)
     stats = [MotionNet(self.motion_widths, self.latent_channels, self.z_dim, out_dim,
                        self.dtype, name=name)(x, train)
-             for name, x in zip(names, self.motion_inputs(video, label_onehot))]
+             for (name, out_dim), x in zip(self.path_widths.items(),
+                                           self.motion_inputs(video, label_onehot))]
     mu = jnp.concatenate([s[0] for s in stats], axis=-1)
     logvar = jnp.concatenate([s[1] for s in stats], axis=-1)
     return mu, logvar
@@ -280,10 +302,16 @@ class Img2Vid(nn.Module):
     if (h, w) != tuple(self.image_size) or c != self.channels:
       raise ValueError(f'video frames are {h}x{w}x{c}, the model is configured for '
                        f'{self.image_size[0]}x{self.image_size[1]}x{self.channels}')
+    if (label_onehot is None) != (self.num_classes == 0):
+      raise ValueError('the image-only model (num_classes = 0) takes label_onehot=None, and '
+                       f'only it: got {"None" if label_onehot is None else label_onehot.shape} '
+                       f'for num_classes = {self.num_classes}')
+    if self.two_path and label_onehot is None:
+      raise ValueError('the two-path model needs label maps (num_classes > 0)')
     n, _ = self.latent_shape
     i0 = video[:, 0]
     e1, e2, e3, codex = ImageEncoder(self.encoder_widths, self.dtype, name='encoder')(
-        jnp.concatenate([i0, label_onehot], axis=-1), train)
+        i0 if label_onehot is None else jnp.concatenate([i0, label_onehot], axis=-1), train)
 
     mu = logvar = None
     if video.shape[1] > 1:
@@ -308,13 +336,14 @@ class Img2Vid(nn.Module):
     codes = codey.reshape(codey.shape[:3] + (k, self.code_channels))
     codes = jnp.moveaxis(codes, 3, 1).reshape((b * k,) + codey.shape[1:3] + (self.code_channels,))
     zin = jnp.concatenate([jnp.repeat(codex, k, axis=0), codes], axis=-1)
-    feat = FlowDecoder(self.encoder_widths, k, self.dtype, name='flow_decoder')(
-        e1, e2, e3, zin, train)
+    feat = FlowDecoder(self.encoder_widths, k, self.dtype, self.upconv_upsampling,
+                       name='flow_decoder')(e1, e2, e3, zin, train)
 
     per_clip = lambda x: x.reshape((b, k) + x.shape[1:])
-    flow = per_clip(Head(self.head_width, self.dtype, name='flownext')(feat, train))
-    flow_back = per_clip(Head(self.head_width, self.dtype, name='flowprev')(feat, train))
-    masks = per_clip(nn.sigmoid(Head(self.head_width, self.dtype, name='get_mask')(feat, train)))
+    head = lambda name: Head(self.head_width, self.dtype, self.upconv_upsampling, name=name)
+    flow = per_clip(head('flownext')(feat, train))
+    flow_back = per_clip(head('flowprev')(feat, train))
+    masks = per_clip(nn.sigmoid(head('get_mask')(feat, train)))
     mask_fw, mask_bw = masks[..., 0], masks[..., 1]
 
     i0_k = jnp.broadcast_to(i0[:, None], (b, k, h, w, c))
@@ -338,7 +367,7 @@ def example_inputs(model: Img2Vid, batch: int = 1):
   """Zero inputs of the right shapes for `model.init` (a full clip, so every module exists)."""
   h, w = model.image_size
   video = jnp.zeros((batch, model.num_predicted_frames + 1, h, w, model.channels))
-  labels = jnp.zeros((batch, h, w, model.num_classes))
+  labels = jnp.zeros((batch, h, w, model.num_classes)) if model.num_classes else None
   noise = jnp.zeros((batch, h, w, model.channels))
   z = jnp.zeros((batch,) + model.latent_shape)
   return video, labels, noise, z

@@ -125,12 +125,20 @@ class ConvBlock(nn.Module):
     return leaky_relu(BatchNorm(name='main_1', dtype=self.dtype)(x, train))
 
 
+def upsample2x_nearest(x):
+  """Nearest-neighbour x2 upsampling of (N, H, W, C), as PyTorch ``Upsample(scale_factor=2)``."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
 class UpConv(nn.Module):
-  """``upconv``: (Conv -> BN -> LReLU) to 2·features, then to features, then bilinear x2."""
+  """``upconv``: (Conv -> BN -> LReLU) to 2·features, then to features, then x2 upsampling:
+  bilinear in the label-map models, nearest in the image-only ("genmask") model, whose
+  ``nn.Upsample(scale_factor=2)`` keeps PyTorch's default mode."""
   features: int
   kernel: int
   pad: int
   dtype: Any = None
+  upsampling: str = 'bilinear'
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -138,7 +146,9 @@ class UpConv(nn.Module):
     x = leaky_relu(BatchNorm(name='main_1', dtype=self.dtype)(x, train))
     x = conv(self.features, self.kernel, 1, self.pad, True, 'main_3', self.dtype)(x)
     x = leaky_relu(BatchNorm(name='main_4', dtype=self.dtype)(x, train))
-    return upsample2x(x)
+    if self.upsampling not in ('bilinear', 'nearest'):
+      raise ValueError(f"upsampling must be 'bilinear' or 'nearest', not {self.upsampling!r}")
+    return upsample2x(x) if self.upsampling == 'bilinear' else upsample2x_nearest(x)
 
 
 class GateConv3d(nn.Module):
