@@ -5,11 +5,13 @@ to be in [0, 1]. Flow is in normalised units (x and y each span [-1, 1] across t
 channel 0 = x); it is converted to pixels for colouring.
 """
 
-import shutil
+import functools
+import os
+import subprocess
 from typing import Mapping, Optional, Sequence
 
 import imageio.v3 as iio
-import mediapy
+import imageio_ffmpeg
 import numpy as np
 
 # Cityscapes train-id colours (cityscapesScripts labels.py), index 19 = other / ignore.
@@ -188,31 +190,56 @@ def write_gif(path, frames, fps: float = 4) -> None:
 
 
 def _ffmpeg_executable() -> Optional[str]:
-  """Path of an ffmpeg binary: on PATH, else the one bundled with imageio-ffmpeg, else None."""
-  path = shutil.which('ffmpeg')
-  if path:
-    return path
+  """The ffmpeg binary that imageio-ffmpeg uses (its bundled one, or $IMAGEIO_FFMPEG_EXE), or
+  None where imageio-ffmpeg has none for this platform."""
   try:
-    import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
     return imageio_ffmpeg.get_ffmpeg_exe()
-  except (ImportError, RuntimeError):
+  except RuntimeError:
     return None
 
 
-def write_mp4(path, frames, fps: float = 4) -> bool:
-  """Writes frames (K, H, W, 3) uint8 or float in [0, 1] as an H.264 MP4 via mediapy.
+@functools.lru_cache()
+def mp4_codec(ffmpeg: str) -> str:
+  """'libx264' (H.264) if the ffmpeg binary can encode with it, else 'mpeg4' (MPEG-4 part 2)."""
+  probe = subprocess.run([ffmpeg, '-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i',
+                          'nullsrc=s=16x16:d=0.1', '-vcodec', 'libx264', '-f', 'null', '-'],
+                         stdin=subprocess.DEVNULL, capture_output=True, check=False)
+  return 'libx264' if probe.returncode == 0 else 'mpeg4'
 
-  Returns False, writing nothing, when no ffmpeg encoder is found (neither an ffmpeg on
-  PATH nor the imageio-ffmpeg package); True once written. Points mediapy at the ffmpeg
-  found (mediapy.set_ffmpeg). Odd frame sizes are padded by one replicated row / column,
-  since the widely playable yuv420p format needs even sizes.
+
+def write_mp4(path, frames, fps: float = 4) -> bool:
+  """Writes frames (K, H, W, 3) (or 1 channel) uint8 or float in [0, 1] as an MP4, yuv420p.
+
+  Encodes through imageio-ffmpeg's ffmpeg: H.264 with libx264 (CRF 12, about lossless at these
+  sizes) when that binary has it, else MPEG-4 part 2 (qscale 2). yuv420p is what browsers and
+  players decode, and it needs even sizes: an odd height or width is padded by one replicated
+  row / column, so the video is (H + H % 2, W + W % 2). yuv420p also halves the colour
+  resolution, so sharp colour edges (flow images) bleed by a pixel.
+
+  Returns False, writing nothing, when imageio-ffmpeg has no ffmpeg binary for this platform;
+  True once written. Raises IOError if ffmpeg writes no file.
   """
   ffmpeg = _ffmpeg_executable()
   if ffmpeg is None:
     return False
   frames = _to_rgb(frames)
+  if frames.ndim != 4 or frames.shape[0] == 0:
+    raise ValueError(f'expected frames (K, H, W, 3) with K >= 1, got shape {frames.shape}')
   pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
   frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode='edge')
-  mediapy.set_ffmpeg(ffmpeg)
-  mediapy.write_video(path, frames, fps=fps)
+  codec = mp4_codec(ffmpeg)
+  quality = ['-crf', '12', '-preset', 'medium'] if codec == 'libx264' else ['-qscale:v', '2']
+  writer = imageio_ffmpeg.write_frames(
+      os.fspath(path), (frames.shape[2], frames.shape[1]), fps=fps, codec=codec,
+      pix_fmt_in='rgb24', pix_fmt_out='yuv420p', quality=None, macro_block_size=1,
+      output_params=quality + ['-movflags', '+faststart'])
+  writer.send(None)  # Starts ffmpeg.
+  try:
+    for frame in frames:
+      writer.send(np.ascontiguousarray(frame))
+  finally:
+    writer.close()  # Waits for ffmpeg (which reports its errors on stderr).
+  if not os.path.exists(path) or os.path.getsize(path) == 0:
+    raise IOError(f'{path}: ffmpeg ({ffmpeg}, codec {codec}) wrote no video; see its messages '
+                  'above')
   return True

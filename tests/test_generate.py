@@ -103,3 +103,30 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path):
     generate.read_frame(str(broken), (64, 64), 3)
   with pytest.raises(ValueError, match='img2img_workdir'):
     generate.first_frame_from_stage1(test_config.get_config(), np.zeros((64, 64), np.int32))
+
+
+def test_write_outputs_writes_an_mp4_per_sample(tmp_path):
+  """Each sample's MP4 holds the first frame and the K generated frames, in order, at the
+  model's size (odd sizes padded by one row / column), close to what the GIF shows."""
+  import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
+  n, k, h, w = 2, 3, 17, 24
+  yy, xx = np.mgrid[0:h, 0:w]
+  frame = np.stack([xx / w, yy / h, np.full_like(xx, 0.5, dtype=float)], -1).astype(np.float32)
+  refined = np.stack([np.stack([np.clip(frame * 0.7 + 0.1 * (t + 1) * (i + 1), 0, 1)
+                                for t in range(k)]) for i in range(n)]).astype(np.float32)
+  samples = {'refined': refined, 'flow': np.zeros((n, k, h, w, 2), np.float32),
+             'mask_fw': np.ones((n, k, h, w), np.float32)}
+  out = tmp_path / 'generated'
+  generate.write_outputs(str(out), frame, np.zeros((h, w), np.int32), samples)
+  for i in range(n):
+    assert os.path.exists(out / f'sample_{i}.gif')
+    reader = imageio_ffmpeg.read_frames(str(out / f'sample_{i}.mp4'))
+    meta = next(reader)
+    assert meta['size'] == (w, h + 1)  # 17 rows padded to 18 for yuv420p.
+    back = np.stack([np.frombuffer(b, np.uint8).reshape(h + 1, w, 3) for b in reader])
+    assert back.shape[0] == k + 1
+    expected = np.round(np.concatenate([frame[None], refined[i]]) * 255)
+    error = np.abs(back[:, :h].astype(float) - expected)
+    assert error.mean() < 8, error.mean()
+    distances = np.abs(back[:, None, :h].astype(float) - expected[None]).mean(axis=(2, 3, 4))
+    np.testing.assert_array_equal(distances.argmin(axis=1), np.arange(k + 1))

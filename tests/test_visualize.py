@@ -1,6 +1,7 @@
 """Tests of the visualisation helpers: exact colours, layout and files read back."""
 
 import imageio.v3 as iio
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -151,14 +152,51 @@ def test_write_gif_round_trip(tmp_path):
   assert meta['loop'] == 0 and meta['duration'] == 200
 
 
-def test_write_mp4_writes_or_returns_false(tmp_path):
+def _read_mp4(path):
+  """(meta, frames (N, H, W, 3) uint8) of a video file, decoded by imageio-ffmpeg's ffmpeg."""
+  reader = imageio_ffmpeg.read_frames(str(path))
+  meta = next(reader)
+  w, h = meta['size']
+  frames = np.stack([np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in reader])
+  return meta, frames
+
+
+@pytest.mark.parametrize('size', [(10, 12), (9, 11), (33, 47)])
+def test_write_mp4_round_trip(tmp_path, size):
+  """H.264 (or MPEG-4) yuv420p, odd sizes padded by a replicated row / column; smooth content
+  comes back within a few levels, each frame as itself."""
+  h, w = size
+  yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+  frames = np.stack([np.stack([0.2 + 0.5 * xx + 0.05 * t, 0.7 - 0.4 * yy,
+                               np.full_like(xx, 0.1 * t)], -1)
+                     for t in range(6)]).astype(np.float32)  # Floats in [0, 1].
   path = tmp_path / 'clip.mp4'
-  frames = np.random.default_rng(0).uniform(size=(3, 9, 11, 3)).astype(np.float32)
-  written = visualize.write_mp4(path, frames, fps=4)
-  assert written == (visualize._ffmpeg_executable() is not None)
-  assert path.exists() == written
-  if written:
-    assert path.stat().st_size > 0
+  assert visualize.write_mp4(path, frames, fps=4) is True
+  meta, back = _read_mp4(path)
+  codec = visualize.mp4_codec(visualize._ffmpeg_executable())
+  # libx264 where the ffmpeg has it (the binary bundled with imageio-ffmpeg 0.8.1 does).
+  assert meta['codec'].startswith('h264' if codec == 'libx264' else 'mpeg4')
+  assert meta['pix_fmt'].startswith('yuv420p')
+  assert meta['fps'] == 4
+  assert back.shape == (6, h + h % 2, w + w % 2, 3)
+  expected = visualize.to_uint8(frames).astype(int)
+  error = np.abs(back[:, :h, :w].astype(int) - expected)
+  assert error.mean() < 8 and error.max() < 40, (error.mean(), error.max())
+  if h % 2:  # The padding row repeats the last row.
+    assert np.abs(back[:, h, :w].astype(int) - expected[:, h - 1]).mean() < 8
+  # Frame order: every decoded frame is nearest to the frame written at its index.
+  distances = np.abs(back[:, None, :h, :w].astype(int) - expected[None]).mean(axis=(2, 3, 4))
+  np.testing.assert_array_equal(distances.argmin(axis=1), np.arange(6))
+
+
+def test_write_mp4_grayscale_and_mpeg4_fallback(tmp_path, monkeypatch):
+  frames = np.linspace(0, 255, 5 * 8 * 8).reshape(5, 8, 8, 1).astype(np.uint8)  # One channel.
+  monkeypatch.setattr(visualize, 'mp4_codec', lambda ffmpeg: 'mpeg4')
+  path = tmp_path / 'grey.mp4'
+  assert visualize.write_mp4(path, frames, fps=25)
+  meta, back = _read_mp4(path)
+  assert meta['codec'].startswith('mpeg4') and back.shape == (5, 8, 8, 3)
+  assert np.abs(back.astype(int) - frames.astype(int)).mean() < 8
 
 
 def test_write_mp4_without_encoder_returns_false(tmp_path, monkeypatch):
