@@ -16,7 +16,7 @@ def get_config():
   config.task = 'img2vid'  # 'img2vid' (stage 2, this file) or 'img2img' (stage 1, pix2pixHD).
 
   # Data (seg2vid_jax.input_pipeline).
-  config.dataset = 'cityscapes'  # 'synthetic', 'synthetic_tfds', 'cityscapes', 'kth', 'video_folder'.
+  config.dataset = 'cityscapes'  # 'synthetic', 'synthetic_tfds', 'cityscapes', 'kth', 'ucf101', 'video_folder'.
   config.data_dir = placeholder(str)  # TFDS data_dir for prepared datasets (None: TFDS default).
   config.manual_dir = placeholder(str)  # Extracted raw files for builders that need a manual download.
   config.image_size = (128, 256)  # (H, W) the clips are resized to; multiples of 16.
@@ -27,7 +27,7 @@ def get_config():
   config.shuffle_buffer = 256  # Clips in the shuffle buffer of the training stream.
   config.train_split = 'train'  # TFDS split for training.
   config.eval_split = 'validation'  # TFDS split for evaluation.
-  config.num_eval_clips = placeholder(int)  # Evaluate on the first N clips only (None: the whole split).
+  config.num_eval_clips = placeholder(int)  # Evaluate the first N clips only (None: all; 0: no evaluation).
   config.skip_bad_examples = False  # Skip (and count) unreadable clips instead of stopping.
 
   # Model (seg2vid_jax.models.Img2Vid); image size, K and two_path come from above.
@@ -38,6 +38,7 @@ def get_config():
   # Two-path (background, foreground) latent widths; None: z_dim / 2 each, as the training script.
   config.model.latent_split = placeholder(tuple)
   config.model.upconv_upsampling = 'bilinear'  # Flow decoder/heads x2: 'nearest' in the image-only model.
+  config.model.logvar_bias_init = 0.0  # Initial fc2 (logvar) bias; < 0 starts z ~ mu (not published).
   config.model.encoder_widths = (32, 64, 128, 256)  # Image encoder; the flow decoder mirrors it.
   config.model.motion_widths = (32, 64, 64, 128, 128)  # Motion encoder convolutions.
   config.model.latent_channels = 64  # Channels of the (H/16, W/16) latent map.

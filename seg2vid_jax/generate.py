@@ -1,6 +1,6 @@
 """--mode=generate: videos from a label map (and a first frame, or stage 1), from the prior.
 
-Writes, for each of N samples, a GIF (and an MP4 where an encoder is installed) of the first
+Writes, for each of N samples, a GIF and an MP4 (imageio-ffmpeg's bundled ffmpeg) of the first
 frame followed by the K generated frames, the forward flows in the Middlebury colour coding,
 and the occlusion masks; plus the inputs as seen by the model and one sheet with all samples.
 """
@@ -63,7 +63,8 @@ def sample_videos(model, variables, frame, labels, num_samples: int, seed: int,
   F = `num_frames` (default K). Beyond K, stage 2 runs again from its last refined frame, with
   the label map warped by the last masked forward flow to follow the scene and the same z
   (IJCV 2020, "long videos"); `labels` holds the (soft, one-hot) label map each pass started
-  from, (N, passes, H, W, classes).
+  from, (N, passes, H, W, classes). The image-only model (num_classes = 0) takes `labels`
+  None and has no label map to carry along.
   """
   k = model.num_predicted_frames
   num_frames = num_frames or k
@@ -72,14 +73,14 @@ def sample_videos(model, variables, frame, labels, num_samples: int, seed: int,
   z = jax.random.normal(latent_rng, (num_samples,) + model.latent_shape)
   noise = jax.random.normal(noise_rng, (num_samples,) + frame.shape)
   video = jnp.broadcast_to(frame[None, None], (num_samples, 1) + frame.shape)
-  onehot = jax.nn.one_hot(jnp.broadcast_to(labels, (num_samples,) + labels.shape),
-                          model.num_classes)
+  onehot = None if labels is None else jax.nn.one_hot(
+      jnp.broadcast_to(labels, (num_samples,) + labels.shape), model.num_classes)
 
   @functools.partial(jax.jit, compiler_options=conv.compiler_options())
   def one_pass(variables, video, onehot):
     out = model.apply(variables, video, onehot, noise, z)
     moved = out['flow'][:, -1] * out['mask_fw'][:, -1, ..., None]
-    return out, out['refined'][:, -1:], warp(onehot, moved)
+    return out, out['refined'][:, -1:], None if onehot is None else warp(onehot, moved)
 
   outs, starts = [], []
   for _ in range(passes):
@@ -89,7 +90,8 @@ def sample_videos(model, variables, frame, labels, num_samples: int, seed: int,
                                               'mask_bw')})
   result = {name: jnp.concatenate([o[name] for o in outs], axis=1)[:, :num_frames]
             for name in outs[0]}
-  result['labels'] = jnp.stack(starts, axis=1)
+  if labels is not None:
+    result['labels'] = jnp.stack(starts, axis=1)
   return jax.device_get(result)
 
 
@@ -128,17 +130,21 @@ def _rgb_uint8(images):
 
 
 def write_outputs(output_dir: str, frame, labels, samples, fps: int = 4):
-  """Writes the inputs, each sample's video, flows and masks, and a sheet of all samples."""
+  """Writes the inputs, each sample's video (GIF, and MP4 unless imageio-ffmpeg has no ffmpeg
+  for this platform), flows and masks, and a sheet of all samples."""
   os.makedirs(output_dir, exist_ok=True)
   first = _rgb_uint8(frame)
   Image.fromarray(first).save(os.path.join(output_dir, 'first_frame.png'))
-  Image.fromarray(visualize.labels_to_color(labels)).save(
-      os.path.join(output_dir, 'label_map_color.png'))
+  if labels is not None:  # The image-only model has no label map.
+    Image.fromarray(visualize.labels_to_color(labels)).save(
+        os.path.join(output_dir, 'label_map_color.png'))
   sheets = []
   for i in range(samples['refined'].shape[0]):
     video = np.concatenate([first[None], _rgb_uint8(samples['refined'][i])])
     visualize.write_gif(os.path.join(output_dir, f'sample_{i}.gif'), video, fps=fps)
-    visualize.write_mp4(os.path.join(output_dir, f'sample_{i}.mp4'), video, fps=fps)
+    if not visualize.write_mp4(os.path.join(output_dir, f'sample_{i}.mp4'), video, fps=fps):
+      logging.warning('No ffmpeg from imageio-ffmpeg on this platform: sample_%d.mp4 not '
+                      'written (the GIF is)', i)
     flows = visualize.flow_to_color(samples['flow'][i])
     masks = visualize.mask_to_image(samples['mask_fw'][i])
     for k in range(flows.shape[0]):
@@ -166,18 +172,25 @@ def long_video_stats(frame, samples, k: int):
   return {'mean_mask_fw_per_pass': [float(mask[:, i * k:(i + 1) * k].mean())
                                     for i in range(passes)],
           'high_frequency_energy_last_over_first':
-              high_frequency_energy(samples['refined'][:, -1]) / high_frequency_energy(frame)}
+              high_frequency_energy(samples['refined'][:, -1]) /
+              max(high_frequency_energy(frame), 1e-12)}  # A flat first frame has none.
 
 
 def generate_from_files(config, workdir: str, label_map: str, first_frame: Optional[str],
                         num_samples: int, output_dir: Optional[str], seed: int,
                         num_frames: Optional[int] = None):
   """Writes `num_samples` videos of the latest checkpoint of `workdir` from a label map and a
-  first frame, or from the label map alone through stage 1 (see `first_frame_from_stage1`)."""
-  if not label_map:
+  first frame, or from the label map alone through stage 1 (see `first_frame_from_stage1`).
+  The image-only model (KTH, UCF-101) takes the first frame alone."""
+  image_only = not config.model.num_classes
+  if image_only and (label_map or not first_frame):
+    raise ValueError('the image-only model (config.model.num_classes = 0) generates from '
+                     '--first_frame alone, without --label_map')
+  if not (image_only or label_map):
     raise ValueError('--mode=generate needs --label_map')
   model, _, state = train.restore_state(config, workdir)
-  labels = read_label_map(label_map, model.image_size, model.num_classes)
+  labels = None if image_only else read_label_map(label_map, model.image_size,
+                                                  model.num_classes)
   if first_frame:
     frame = read_frame(first_frame, model.image_size, model.channels)
   else:
@@ -190,7 +203,7 @@ def generate_from_files(config, workdir: str, label_map: str, first_frame: Optio
   with open(os.path.join(output_dir, 'stats.json'), 'w') as f:
     json.dump(stats, f, indent=1)
   logging.info('Wrote %d sampled videos to %s', num_samples, output_dir)
-  print(f'Wrote {num_samples} videos (GIF), flows and masks to {output_dir}')
+  print(f'Wrote {num_samples} videos (GIF, MP4), flows and masks to {output_dir}')
   print('Mean forward mask per pass: ' + ', '.join(
       f'{m:.3f}' for m in stats['mean_mask_fw_per_pass']) + '; high-frequency energy of the '
         f'last frame / the first: {stats["high_frequency_energy_last_over_first"]:.2f}')

@@ -20,8 +20,8 @@ Batches (B = global batch size, T = num_frames, (H, W) = image_size, C = channel
   video        float32 (B, T, H, W, C) in [0, 1]; C as stored (3, or 1 for KTH) unless
                config.channels converts
   labels       int32 (B, H, W) frame-0 train ids 0..19 (zeros without label maps)
-  label_onehot float32 (B, H, W, 20) one-hot of `labels`; datasets without label maps
-               (KTH, plain videos) get one constant channel instead: (B, H, W, 1) of ones
+  label_onehot float32 (B, H, W, 20) one-hot of `labels`; absent for datasets without label
+               maps (KTH, UCF-101, plain videos), which train the image-only model
   label_bg     float32 (B, H, W, 11) channels 0..10 (road..sky)   (two_path, with labels)
   label_fg     float32 (B, H, W, 9) channels 11..19 (person..)    (two_path, with labels)
   flow         float32 (B, T-1, H, W, 2) frame 0 -> t flow, normalised units (synthetic)
@@ -31,7 +31,7 @@ Batches (B = global batch size, T = num_frames, (H, W) = image_size, C = channel
 Config fields read (an ml_collections.ConfigDict; fields marked * are optional):
   dataset           'synthetic' (rendered on the fly, no preparation), a short name whose
                     builder config follows image_size and num_frames: 'synthetic_tfds',
-                    'cityscapes', 'kth', 'video_folder'; or a full TFDS name such as
+                    'cityscapes', 'kth', 'ucf101', 'video_folder'; or a full TFDS name such as
                     'seg2vid_cityscapes/gtfine_128x256_t5'
   data_dir*         TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets)
   manual_dir*       downloaded files, for a builder that must be prepared first
@@ -51,6 +51,8 @@ Config fields read (an ml_collections.ConfigDict; fields marked * are optional):
   channels*         None (as stored), 1 or 3 (converts grayscale <-> RGB)
   label_source*     'cityscapes' only: 'gtfine' (default) or 'ssmask'
   actions*          'kth' only: the KTH actions (default: all six)
+  ucf_split*        'ucf101' only: official train/test split 1, 2 or 3 (default 1)
+  classes*          'ucf101' only: UCF-101 class folders (default (): all)
   with_labels*      'video_folder' only: clips come with label.png (default False)
 """
 
@@ -236,11 +238,12 @@ def _alias_builder(config, **kwargs):
   """Builds the builder of a short dataset name, with a builder config made from the config.
 
   The stored clips then have the batch size and length already: 'cityscapes' (label_source
-  'gtfine' or 'ssmask'), 'kth' (actions), 'video_folder' (with_labels), 'synthetic_tfds'.
+  'gtfine' or 'ssmask'), 'kth' (actions), 'ucf101' (ucf_split, classes), 'video_folder'
+  (with_labels), 'synthetic_tfds'.
   A predefined builder config of the same name is used as it is.
   """
   # pylint: disable=g-import-not-at-top
-  from seg2vid_jax.data import cityscapes, kth, synthetic_tfds, video_folder
+  from seg2vid_jax.data import cityscapes, kth, synthetic_tfds, ucf101, video_folder
   h, w = config.image_size
   size = dict(height=h, width=w, num_frames=config.num_frames)
   suffix = f'{h}x{w}_t{config.num_frames}'
@@ -255,6 +258,12 @@ def _alias_builder(config, **kwargs):
     actions = tuple(_field(config, 'actions', None) or kth.ACTIONS)
     cls, builder_config = kth.Kth, kth.KthConfig(
         name=f'{"-".join(actions)}_{suffix}', actions=actions, **size)
+  elif config.dataset == 'ucf101':
+    split_number = int(_field(config, 'ucf_split', None) or 1)
+    classes = tuple(_field(config, 'classes', None) or ())
+    cls, builder_config = ucf101.Ucf101, ucf101.Ucf101Config(
+        name=f'split{split_number}_{"-".join(classes) + "_" if classes else ""}{suffix}',
+        split_number=split_number, classes=classes, **size)
   elif config.dataset == 'video_folder':
     with_labels = bool(_field(config, 'with_labels', False))
     cls, builder_config = video_folder.VideoFolder, video_folder.VideoFolderConfig(
@@ -267,7 +276,7 @@ def _alias_builder(config, **kwargs):
   return cls(config=builder_config, data_dir=_field(config, 'data_dir', None), **kwargs)
 
 
-ALIASES = ('synthetic_tfds', 'cityscapes', 'kth', 'video_folder')
+ALIASES = ('synthetic_tfds', 'cityscapes', 'kth', 'ucf101', 'video_folder')
 
 
 def get_builder(config):
@@ -475,9 +484,8 @@ def finalize(batch, two_path=False):
     if two_path:
       out['label_bg'] = out['label_onehot'][..., :len(common.BACKGROUND_IDS)]
       out['label_fg'] = out['label_onehot'][..., len(common.BACKGROUND_IDS):]
-  else:  # No label maps (KTH, plain videos): one constant channel, as the model expects.
+  else:  # No label maps (KTH, UCF-101, plain videos): for the image-only model.
     out['labels'] = jnp.zeros(video.shape[:1] + video.shape[2:4], jnp.int32)
-    out['label_onehot'] = jnp.ones(video.shape[:1] + video.shape[2:4] + (1,), jnp.float32)
   return out
 
 

@@ -127,14 +127,26 @@ def step_rngs(seed: int, step):
   return {'latent': latent, 'noise': noise}
 
 
+def model_labels(batch, use_labels: bool):
+  """The model's label-map input for a batch: the one-hot map, or None for the image-only
+  model (num_classes = 0, `use_labels` False), which takes none."""
+  if not use_labels:
+    return None
+  if 'label_onehot' not in batch:
+    raise ValueError('this dataset has no label maps: train the image-only model '
+                     '(config.model.num_classes = 0, as configs/kth.py)')
+  return batch['label_onehot']
+
+
 def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights, learning_rate=None,
-               kl_free_nats: float = 0.0):
+               kl_free_nats: float = 0.0, use_labels: bool = True):
   """One Adam step on the nine-term objective; returns the new state and the loss terms
-  (`learning_rate` is only reported with them)."""
+  (`learning_rate` is only reported with them). `use_labels` False: the image-only model."""
   def loss_fn(params):
     outputs, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['video'],
-        batch['label_onehot'], train=True, rngs=step_rngs(seed, state.step),
+        model_labels(batch, use_labels), train=True,
+        rngs=step_rngs(seed, state.step),
         mutable=['batch_stats'])
     terms = losses.objective(outputs, batch['video'], vgg_params, weights, kl_free_nats,
                              batch.get('flow'), batch.get('valid'))
@@ -164,7 +176,8 @@ def img2vid_step_fn(config):
   return lambda s, b, v: train_step(s, b, v, seed=config.seed,
                                     weights=loss_weights(config, s.step),
                                     learning_rate=schedule(s.step),
-                                    kl_free_nats=config.get('kl_free_nats', 0.0))
+                                    kl_free_nats=config.get('kl_free_nats', 0.0),
+                                    use_labels=bool(config.model.num_classes))
 
 
 def make_train_step(config, mesh, state):
@@ -248,7 +261,7 @@ def generate_samples(model, variables, batch, rng, num_samples: int, prior_rng=N
   clip, its reconstruction) and `num_samples` prior samples (z ~ N(0, I), from the first frame
   and label map only), all with the same refinement noise. `prior_rng` (default: from `rng`)
   draws the prior z, see `prior_latents`."""
-  video, labels = batch['video'], batch['label_onehot']
+  video, labels = batch['video'], model_labels(batch, bool(model.num_classes))
   noise_rng, latent_rng = jax.random.split(rng)
   noise = jax.random.normal(noise_rng, video[:, 0].shape)
   posterior = model.apply(variables, video, labels, noise, posterior_mean=True)
@@ -351,7 +364,7 @@ def write_sample_sheet(config, model, state, batch, step: int, workdir: str, wri
   n = config.num_sample_clips
 
   def samples(v, b, r):
-    b = {k: b[k][:n] for k in ('video', 'label_onehot')}
+    b = {k: b[k][:n] for k in ('video', 'label_onehot') if k in b}
     posterior, priors = generate_samples(model, v, b, r, 2)
     return b['video'], posterior, priors
   video, posterior, priors = jax.device_get(jax.jit(samples, out_shardings=replicated_sharding(
@@ -447,6 +460,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                            writer=writer, every_steps=config.log_every_steps)
   watcher = PreemptionWatcher()
   bar = _progress_bar(config, start)
+  evaluating = config.get('num_eval_clips') != 0  # 0: no evaluation at all.
   sums, count, tic = {}, 0, time.time()
   step, preempted = start, False
   for step in range(start + 1, config.num_train_steps + 1):
@@ -472,14 +486,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     preempted = watcher.should_stop()
     if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or preempted:
       save_checkpoint(manager, state, step)
-    if config.eval_every_steps and step % config.eval_every_steps == 0:
+    if evaluating and config.eval_every_steps and step % config.eval_every_steps == 0:
       task.evaluate(config, model, state, mesh, step, workdir, writer)
     if preempted:
       logging.warning('Preempted: checkpoint saved at step %d, exiting.', step)
       break
   if bar is not None:
     bar.close()
-  if not preempted and (not config.eval_every_steps or step % config.eval_every_steps):
+  if evaluating and not preempted and (not config.eval_every_steps or
+                                      step % config.eval_every_steps):
     task.evaluate(config, model, state, mesh, step, workdir, writer)
   writer.flush()
   manager.close()

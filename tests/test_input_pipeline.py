@@ -148,13 +148,11 @@ def test_kth_short_name_prepares_grayscale_without_labels(tmp_path):
                    manual_dir=str(root), image_size=(8, 8), flip=False, eval_split='test',
                    batch_size=NUM_DEVICES)
   batch = _take(input_pipeline.create_eval_iterator(config), 1)[0]
-  assert sorted(batch) == ['label_onehot', 'labels', 'mask', 'video']
+  assert sorted(batch) == ['labels', 'mask', 'video']  # No label map: the image-only model.
   assert os.path.isdir(tmp_path / 'data' / 'seg2vid_kth' / 'walking_8x8_t3')
   video = batch['video'][0]
   assert video.shape == (3, 8, 8, 1)  # Grayscale stays one channel.
   np.testing.assert_allclose(video[:, 0, 0, 0], np.array([25, 50, 75]) / 255.0, atol=1e-6)
-  np.testing.assert_array_equal(batch['label_onehot'], 1.0)  # One constant label channel.
-  assert batch['label_onehot'].shape == (NUM_DEVICES, 8, 8, 1)
   np.testing.assert_array_equal(batch['labels'], 0)
   config.channels = 3
   rgb = _take(input_pipeline.create_eval_iterator(config), 1)[0]['video'][0]
