@@ -19,7 +19,7 @@ from seg2vid_jax.ops import warp
 WEIGHTS = dict(flow_smooth=1.0, recon=2.0, recon_back=1.0, recon_before=1.0, kld=0.1,
                flow_consist=1.0, similarity=1.0, vgg=1.0, mask=0.1)
 # Terms that are not in the published objective; off (weight 0) unless a config sets them.
-EXTRA_WEIGHTS = dict(photometric=0.0, flow_supervised=0.0, mask_supervised=0.0)
+EXTRA_WEIGHTS = dict(photometric=0.0, flow_supervised=0.0)
 _SMOOTH_RADIUS = 2
 PHOTOMETRIC_SCALES = (1, 2, 4, 8)
 
@@ -188,15 +188,6 @@ def flow_supervised_loss(outputs, flow_true, valid):
   return jnp.sum(epe * valid) / jnp.maximum(jnp.sum(valid), 1.0)
 
 
-def mask_supervised_loss(outputs, valid):
-  """Extra term (not published; synthetic data only): binary cross-entropy of the forward mask
-  against `valid` (whether frame k's pixel is visible in frame 0), so the mask closes on
-  disocclusions only, and not on the cars the refinement net would then paint over."""
-  m = jnp.clip(outputs['mask_fw'], 1e-6, 1 - 1e-6)
-  v = jnp.asarray(valid, m.dtype)
-  return -jnp.mean(v * jnp.log(m) + (1 - v) * jnp.log(1 - m))
-
-
 def mask_loss(outputs):
   """Term 9: mean(1 - m_bw) + mean(1 - m_fw): keeps the masks from closing everywhere."""
   return jnp.mean(1 - outputs['mask_bw']) + jnp.mean(1 - outputs['mask_fw'])
@@ -216,7 +207,7 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
       `EXTRA_WEIGHTS` (off unless given); an extra term is computed only when weighted.
     kl_free_nats: free nats per clip of the KL term (0: as published), see `kld_loss`.
     flow_true, valid: the clip's exact flow (B, K, H, W, 2) and where it is defined (B, K, H,
-      W), needed by the extra supervised terms only (synthetic data).
+      W), needed by the extra supervised flow term only (synthetic data).
   """
   unknown = set(weights or {}) - set(WEIGHTS) - set(EXTRA_WEIGHTS)
   if unknown:
@@ -236,13 +227,10 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
       mask=mask_loss(outputs))
   if weights['photometric']:
     terms['photometric'] = photometric_loss(outputs, video)
-  for name in ('flow_supervised', 'mask_supervised'):
-    if weights[name] and (flow_true is None or valid is None):
-      raise ValueError(f'loss term {name} needs the exact flow and valid mask of the clip '
-                       '(batch keys "flow" and "valid"; the synthetic dataset has them)')
   if weights['flow_supervised']:
+    if flow_true is None or valid is None:
+      raise ValueError('loss term flow_supervised needs the exact flow and valid mask of the '
+                       'clip (batch keys "flow" and "valid"; the synthetic dataset has them)')
     terms['flow_supervised'] = flow_supervised_loss(outputs, flow_true, valid)
-  if weights['mask_supervised']:
-    terms['mask_supervised'] = mask_supervised_loss(outputs, valid)
   terms['total'] = sum(weights[name] * value for name, value in terms.items())
   return terms

@@ -43,6 +43,7 @@ class MotionNet(nn.Module):
   latent_channels: int = 64
   z_dim: int = 1024
   out_dim: int = 1024
+  logvar_bias_init: float = 0.0
   dtype: Any = None
 
   @nn.compact
@@ -58,7 +59,8 @@ class MotionNet(nn.Module):
     x = c(self.latent_channels, 4, 2, 1, 'main_14')(x)
     rows = layers.at_least_f32(layers.chw_rows(x, self.z_dim))
     mu = nn.Dense(self.out_dim, name='fc1')(rows)
-    logvar = nn.Dense(self.out_dim, name='fc2')(rows)
+    logvar = nn.Dense(self.out_dim, bias_init=nn.initializers.constant(self.logvar_bias_init),
+                      name='fc2')(rows)
     return mu, logvar
 
 
@@ -239,6 +241,10 @@ class Img2Vid(nn.Module):
   # x2 upsampling of the flow decoder's and heads' upconv layers: 'bilinear' (MODEL.md), or
   # 'nearest' as in the image-only model (the original's Upsample without a mode).
   upconv_upsampling: str = 'bilinear'
+  # Initial bias of the posterior's logvar layer (fc2); 0 as Flax's default. Negative starts
+  # the posterior nearly deterministic (z ~ mu), so the decoder sees the motion code clearly
+  # before the KL term (a slow pull under Adam) widens it (docs/ABLATION.md).
+  logvar_bias_init: float = 0.0
   encoder_widths: Sequence[int] = (32, 64, 128, 256)
   motion_widths: Sequence[int] = (32, 64, 64, 128, 128)
   latent_channels: int = 64
@@ -287,7 +293,7 @@ class Img2Vid(nn.Module):
   def posterior(self, video, label_onehot, train):
     """mu, logvar of Q(z | clip, labels), each (B, n, z_dim)."""
     stats = [MotionNet(self.motion_widths, self.latent_channels, self.z_dim, out_dim,
-                       self.dtype, name=name)(x, train)
+                       self.logvar_bias_init, self.dtype, name=name)(x, train)
              for (name, out_dim), x in zip(self.path_widths.items(),
                                            self.motion_inputs(video, label_onehot))]
     mu = jnp.concatenate([s[0] for s in stats], axis=-1)
