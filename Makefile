@@ -8,7 +8,9 @@ STAGE1_DIR ?= workdirs/synthetic_img2img
 
 export CUDA_VISIBLE_DEVICES ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
+# XLA's persistent compilation cache, shared by clones on this machine (safe: keyed by program,
+# JAX version and flags); the suite compiles the same tiny models many times.
+export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/seg2vid_jax/jax
 
 .PHONY: install test demo clean
 
@@ -21,8 +23,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# Two workers (one file each at a time): most tests compile and run on one core.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 # Trains both stages of the CPU demo (stage 2 about 11 minutes on 2 cores), evaluates them, and
 # generates videos from a label map and first frame the model has never seen, then from the

@@ -7,4 +7,4 @@ import pathlib
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
-                      str(pathlib.Path(__file__).resolve().parents[1] / '.cache' / 'jax'))
+                      str(pathlib.Path.home() / '.cache' / 'seg2vid_jax' / 'jax'))

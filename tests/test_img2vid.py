@@ -180,3 +180,19 @@ def test_bad_inputs_are_clear_errors():
     apply(model, variables, video[:, :3], labels, noise, jnp.zeros((2, 1, 256)))
   with pytest.raises(ValueError, match='multiple of 16'):
     _ = Img2Vid(image_size=(100, 128)).latent_shape
+
+
+@pytest.mark.parametrize('name,total', [
+    ('cityscapes', 59_047_033), ('cityscapes_released', 59_047_033),
+    ('cityscapes_w_mask', 58_559_353), ('kth', 58_530_423), ('ucf101', 58_538_873)])
+def test_published_configs_build_the_published_models(name, total):
+  """Each published config file builds the model of its released checkpoint (the converter
+  reads the same architecture from that state_dict: tests/test_parity.py)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from seg2vid_jax import train  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f'configs.{name}').get_config()
+  model = train.create_model(config)
+  assert count(param_shapes(model)) == total
+  assert (model.num_classes == 0) == (name in ('kth', 'ucf101'))
+  if name == 'cityscapes_released':
+    assert model.latent_split == (128, 896)
