@@ -19,8 +19,8 @@ from seg2vid_jax import convert
 from seg2vid_jax import train
 
 # Model fields that the converter reads from the state_dict (the rest come from the config).
-_CHECKED_FIELDS = ('num_predicted_frames', 'two_path', 'latent_split', 'num_classes',
-                   'channels', 'upconv_upsampling')
+_CHECKED_FIELDS = ('num_predicted_frames', 'two_path', 'num_classes', 'channels',
+                   'upconv_upsampling')
 
 
 def import_checkpoint(source, variant: str, config, workdir: str):
@@ -31,12 +31,10 @@ def import_checkpoint(source, variant: str, config, workdir: str):
   """
   model = train.create_model(config)
   converted, variables = convert.from_torch(source, variant, model.image_size)
-  split = lambda m: m.latent_split or ((m.z_dim // 2, m.z_dim - m.z_dim // 2) if m.two_path
-                                       else None)
   wrong = {f: (getattr(converted, f), getattr(model, f)) for f in _CHECKED_FIELDS
-           if f != 'latent_split' and getattr(converted, f) != getattr(model, f)}
-  if split(converted) != split(model):
-    wrong['latent_split'] = (split(converted), split(model))
+           if getattr(converted, f) != getattr(model, f)}
+  if converted.path_widths != model.path_widths:  # The split, also when left at its default.
+    wrong['latent_split'] = tuple(tuple(m.path_widths.values()) for m in (converted, model))
   if wrong:
     raise ValueError('the checkpoint is not the config\'s model: ' + ', '.join(
         f'{f} is {c} in the checkpoint and {m} in the config' for f, (c, m) in wrong.items()))
