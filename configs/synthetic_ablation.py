@@ -18,5 +18,5 @@ def get_config():
   config = synthetic.get_config()
   # Overridable weights (the others keep losses.WEIGHTS); the extra terms are off as published.
   config.loss_weights = ml_collections.ConfigDict(dict(
-      photometric=0.0, flow_supervised=0.0, mask=0.1, kld=0.1))
+      photometric=0.0, flow_supervised=0.0, flow_supervised_objects=0.0, mask=0.1, kld=0.1))
   return config

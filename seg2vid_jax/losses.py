@@ -11,7 +11,7 @@ from typing import Mapping, Optional
 import jax
 import jax.numpy as jnp
 
-from seg2vid_jax.evaluation import kl_per_clip
+from seg2vid_jax.evaluation import kl_per_clip, moving_object_mask
 from seg2vid_jax.models.vgg import VGG19Features
 from seg2vid_jax.ops import warp
 
@@ -19,7 +19,7 @@ from seg2vid_jax.ops import warp
 WEIGHTS = dict(flow_smooth=1.0, recon=2.0, recon_back=1.0, recon_before=1.0, kld=0.1,
                flow_consist=1.0, similarity=1.0, vgg=1.0, mask=0.1)
 # Terms that are not in the published objective; off (weight 0) unless a config sets them.
-EXTRA_WEIGHTS = dict(photometric=0.0, flow_supervised=0.0)
+EXTRA_WEIGHTS = dict(photometric=0.0, flow_supervised=0.0, flow_supervised_objects=0.0)
 _SMOOTH_RADIUS = 2
 PHOTOMETRIC_SCALES = (1, 2, 4, 8)
 
@@ -188,6 +188,17 @@ def flow_supervised_loss(outputs, flow_true, valid):
   return jnp.sum(epe * valid) / jnp.maximum(jnp.sum(valid), 1.0)
 
 
+def flow_supervised_objects_loss(outputs, flow_true, valid, labels):
+  """Extra term (not published; synthetic data only): `flow_supervised_loss` over the
+  moving-object pixels alone (`evaluation.moving_object_mask`), 0 for a batch without any.
+
+  Cars and people are a few percent of the pixels, so the plain supervised term is mostly the
+  camera's flow; this one gives the objects' motion, which only z can say (directions are
+  random), a weight of its own.
+  """
+  return flow_supervised_loss(outputs, flow_true, moving_object_mask(labels, flow_true, valid))
+
+
 def mask_loss(outputs):
   """Term 9: mean(1 - m_bw) + mean(1 - m_fw): keeps the masks from closing everywhere."""
   return jnp.mean(1 - outputs['mask_bw']) + jnp.mean(1 - outputs['mask_fw'])
@@ -195,7 +206,7 @@ def mask_loss(outputs):
 
 def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
               weights: Optional[Mapping[str, float]] = None, kl_free_nats: float = 0.0,
-              flow_true=None, valid=None):
+              flow_true=None, valid=None, labels=None):
   """All nine terms (unweighted) and their weighted sum under 'total'.
 
   Args:
@@ -207,7 +218,8 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
       `EXTRA_WEIGHTS` (off unless given); an extra term is computed only when weighted.
     kl_free_nats: free nats per clip of the KL term (0: as published), see `kld_loss`.
     flow_true, valid: the clip's exact flow (B, K, H, W, 2) and where it is defined (B, K, H,
-      W), needed by the extra supervised flow term only (synthetic data).
+      W), needed by the extra supervised flow terms only (synthetic data); labels (B, H, W)
+      frame-0 train ids, needed by `flow_supervised_objects` only.
   """
   unknown = set(weights or {}) - set(WEIGHTS) - set(EXTRA_WEIGHTS)
   if unknown:
@@ -232,5 +244,12 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
       raise ValueError('loss term flow_supervised needs the exact flow and valid mask of the '
                        'clip (batch keys "flow" and "valid"; the synthetic dataset has them)')
     terms['flow_supervised'] = flow_supervised_loss(outputs, flow_true, valid)
+  if weights['flow_supervised_objects']:
+    if flow_true is None or valid is None or labels is None:
+      raise ValueError('loss term flow_supervised_objects needs the exact flow, valid mask and '
+                       'labels of the clip (batch keys "flow", "valid", "labels"; the synthetic '
+                       'dataset has them)')
+    terms['flow_supervised_objects'] = flow_supervised_objects_loss(outputs, flow_true, valid,
+                                                                    labels)
   terms['total'] = sum(weights[name] * value for name, value in terms.items())
   return terms

@@ -149,7 +149,7 @@ def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights, lear
         rngs=step_rngs(seed, state.step),
         mutable=['batch_stats'])
     terms = losses.objective(outputs, batch['video'], vgg_params, weights, kl_free_nats,
-                             batch.get('flow'), batch.get('valid'))
+                             batch.get('flow'), batch.get('valid'), batch.get('labels'))
     return terms['total'], (terms, updates['batch_stats'])
 
   grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)

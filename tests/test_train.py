@@ -507,6 +507,27 @@ def test_supervised_flow_term_needs_the_true_flow_and_measures_it():
   assert float(losses.flow_supervised_loss(outputs, true, valid)) == pytest.approx(1e-3, rel=1e-3)
 
 
+def test_object_flow_term_counts_only_moving_object_pixels():
+  b, k, h, w = 1, 2, 8, 8
+  video = np.zeros((b, k + 1, h, w, 3), np.float32)
+  true = np.zeros((b, k, h, w, 2), np.float32)  # Static: each pixel's source is itself.
+  pred = np.zeros_like(true)
+  pred[..., 0] = 1 * 2.0 / (w - 1)  # 1 px error everywhere ...
+  labels = np.zeros((b, h, w), np.int32)
+  labels[0, 2:4, 2:5] = 13  # ... a car (train id 13) on 6 pixels, where the error is 3 px.
+  pred[:, :, 2:4, 2:5, 0] = 3 * 2.0 / (w - 1)
+  valid = np.ones((b, k, h, w), bool)
+  outputs = _fake_outputs(video, pred)
+  with pytest.raises(ValueError, match='flow_supervised_objects needs'):
+    losses.objective(outputs, video, weights={'flow_supervised_objects': 1.0}, flow_true=true,
+                     valid=valid)
+  terms = losses.objective(outputs, video, weights={'flow_supervised_objects': 1.0},
+                           flow_true=true, valid=valid, labels=labels)
+  assert float(terms['flow_supervised_objects']) == pytest.approx(3.0, rel=1e-4)
+  # Without objects the term is 0, not NaN.
+  assert float(losses.flow_supervised_objects_loss(outputs, true, valid, 0 * labels)) == 0.0
+
+
 def test_image_only_grayscale_model_trains_evaluates_and_generates_without_labels(tmp_path):
   """The image-only model (KTH's, grayscale) through the same trainer, evaluation and
   generation: no label map anywhere, one channel in and out."""
