@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import cityscapes  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seg2vid_jax import train
+from seg2vid_jax.tasks import img2vid
 from seg2vid_jax.models import init_variables
 from seg2vid_jax.ops import conv
 from train_step import matmul_peak  # pylint: disable=g-import-not-at-top
@@ -42,7 +42,7 @@ def main():
 
   config = cityscapes.get_config()
   config.model.dtype = args.dtype
-  model = train.create_model(config)
+  model = img2vid.create_model(config)
   k = model.num_predicted_frames
   h, w = model.image_size
   t = time.perf_counter()

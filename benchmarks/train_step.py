@@ -25,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import cityscapes
-from seg2vid_jax import losses, train, vgg_weights
+from seg2vid_jax import vgg_weights
+from seg2vid_jax.losses import img2vid as losses
+from seg2vid_jax.tasks import img2vid
 from seg2vid_jax.ops import conv
 import xla_profile
 
@@ -58,7 +60,7 @@ def step_flops(state, batch, vgg):
   """
   conv.set_weight_grad('xla')
   try:  # A function of its own: jit must trace it afresh in this mode, not reuse a trace.
-    step = jax.jit(lambda s, b, v: train.train_step(s, b, v, seed=0, weights=losses.WEIGHTS))
+    step = jax.jit(lambda s, b, v: img2vid.train_step(s, b, v, seed=0, weights=losses.WEIGHTS))
     cost = step.lower(state, batch, vgg).cost_analysis()
   finally:
     conv.set_weight_grad('auto')
@@ -87,8 +89,8 @@ def main():
   config.image_size = (args.height, args.width)
   config.num_frames = args.frames
   config.model.remat_refine = args.remat
-  model = train.create_model(config)
-  state = train.create_train_state(config, model, jax.random.key(0))
+  model = img2vid.create_model(config)
+  state = img2vid.create_train_state(config, model, jax.random.key(0))
   rng = np.random.default_rng(0)
   batch = {'video': jnp.asarray(rng.uniform(0, 1, (args.batch, args.frames, args.height,
                                                     args.width, 3)), jnp.float32),
@@ -97,7 +99,7 @@ def main():
   vgg = None if args.no_vgg else random_vgg_params()
   flops = step_flops(state, batch, vgg)
   conv.set_weight_grad('xla' if args.xla_weight_grad else 'auto')
-  step = jax.jit(lambda s, b, v: train.train_step(s, b, v, seed=0, weights=losses.WEIGHTS),
+  step = jax.jit(lambda s, b, v: img2vid.train_step(s, b, v, seed=0, weights=losses.WEIGHTS),
                  donate_argnums=0, compiler_options=conv.compiler_options())
   t = time.perf_counter()
   compiled = step.lower(state, batch, vgg).compile()

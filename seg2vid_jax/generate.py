@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from seg2vid_jax import train
+from seg2vid_jax import checkpoints
+from seg2vid_jax.tasks import img2img
 from seg2vid_jax import visualize
 from seg2vid_jax.ops import conv
 from seg2vid_jax.ops import warp
@@ -101,12 +102,11 @@ def first_frame_from_stage1(config, labels):
   The stage-1 checkpoint is the newest in `config.img2img_workdir`, trained with the config
   file `config.img2img_config`.
   """
-  from seg2vid_jax import img2img  # pylint: disable=g-import-not-at-top
   if not (config.get('img2img_workdir') and config.get('img2img_config')):
     raise ValueError('without --first_frame, stage 1 makes it: set --config.img2img_workdir '
                      '(its checkpoints) and --config.img2img_config (its config file)')
   stage1_config = load_config_file(config.img2img_config)
-  (gen, _), _, state = train.restore_state(stage1_config, config.img2img_workdir)
+  (gen, _), _, state = checkpoints.restore_state(stage1_config, config.img2img_workdir)
   onehot = jax.nn.one_hot(labels[None], stage1_config.model.num_classes)
   return np.asarray(jax.jit(img2img.generate_frames, static_argnums=0)(
       gen, state.gen_params, onehot))[0]
@@ -188,7 +188,7 @@ def generate_from_files(config, workdir: str, label_map: str, first_frame: Optio
                      '--first_frame alone, without --label_map')
   if not (image_only or label_map):
     raise ValueError('--mode=generate needs --label_map')
-  model, _, state = train.restore_state(config, workdir)
+  model, _, state = checkpoints.restore_state(config, workdir)
   labels = None if image_only else read_label_map(label_map, model.image_size,
                                                   model.num_classes)
   if first_frame:

@@ -15,8 +15,9 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
+from seg2vid_jax import checkpoints
 from seg2vid_jax import convert
-from seg2vid_jax import train
+from seg2vid_jax.tasks import img2vid
 
 # Model fields that the converter reads from the state_dict (the rest come from the config).
 _CHECKED_FIELDS = ('num_predicted_frames', 'two_path', 'num_classes', 'channels',
@@ -29,7 +30,7 @@ def import_checkpoint(source, variant: str, config, workdir: str):
   Stops, naming both, when the checkpoint's architecture is not the config's model, and when
   the workdir already has checkpoints (it would otherwise mix two runs). Returns the state.
   """
-  model = train.create_model(config)
+  model = img2vid.create_model(config)
   converted, variables = convert.from_torch(source, variant, model.image_size)
   wrong = {f: (getattr(converted, f), getattr(model, f)) for f in _CHECKED_FIELDS
            if getattr(converted, f) != getattr(model, f)}
@@ -38,13 +39,13 @@ def import_checkpoint(source, variant: str, config, workdir: str):
   if wrong:
     raise ValueError('the checkpoint is not the config\'s model: ' + ', '.join(
         f'{f} is {c} in the checkpoint and {m} in the config' for f, (c, m) in wrong.items()))
-  manager = train.checkpoint_manager(workdir, config)
+  manager = checkpoints.manager(workdir, config)
   if manager.latest_step() is not None:
     raise FileExistsError(f'{manager.directory} already has checkpoints (latest step '
                           f'{manager.latest_step()}): import into an empty workdir')
-  state = train.create_train_state(config, model, jax.random.key(config.seed))
+  state = img2vid.create_train_state(config, model, jax.random.key(config.seed))
   state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
-  train.save_checkpoint(manager, state, 0)
+  checkpoints.save(manager, state, 0)
   manager.close()
   return state
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import synthetic as synthetic_config
-from seg2vid_jax import train
+from seg2vid_jax.tasks import img2vid
 from seg2vid_jax.data import synthetic
 from seg2vid_jax.models import example_inputs, init_variables
 from seg2vid_jax.ops import warp
@@ -41,7 +41,7 @@ def _models():
   fp32 = synthetic_config.get_config()
   bf16 = synthetic_config.get_config()
   bf16.model.dtype = 'bfloat16'
-  return train.create_model(fp32), train.create_model(bf16)
+  return img2vid.create_model(fp32), img2vid.create_model(bf16)
 
 
 @pytest.fixture(scope='module')

@@ -15,14 +15,15 @@ SHARDED_SCRIPT = '''
 import jax, numpy as np
 from configs import test as test_config
 from seg2vid_jax import input_pipeline, train
+from seg2vid_jax.tasks import base, img2vid
 assert jax.device_count() == 8, jax.devices()
 config = test_config.get_config()
-model = train.create_model(config)
+model = img2vid.create_model(config)
 results = {}
 for n in (8, 1):
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:n]), ('data',))
-  state = jax.device_put(train.create_train_state(config, model, jax.random.key(0)),
-                         train.replicated_sharding(mesh))
+  state = jax.device_put(img2vid.create_train_state(config, model, jax.random.key(0)),
+                         base.replicated_sharding(mesh))
   sharding = input_pipeline.data_sharding(mesh.devices.ravel())
   batches = input_pipeline.create_train_iterator(config, 0, sharding)
   step = train.make_train_step(config, mesh, state)

@@ -13,6 +13,8 @@ from configs import test_img2img
 from seg2vid_jax import generate, train
 from seg2vid_jax.data import synthetic
 from seg2vid_jax.ops import warp
+from tests import test_tasks
+from tests.test_train import read_scalars
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,10 +26,18 @@ def workdirs(tmp_path_factory):
   for name, module in (('img2vid', test_config), ('img2img', test_img2img)):
     config = module.get_config()
     config.num_train_steps, config.eval_every_steps, config.sample_every_steps = 2, 0, 0
+    config.log_every_steps = 1
     config.num_eval_clips = 8
     train.train_and_evaluate(config, str(root / name))
   label_map, first_frame = synthetic.write_example_inputs(str(root / 'inputs'))
   return root, label_map, first_frame
+
+
+def test_both_tasks_train_the_losses_recorded_before_the_layout_change(workdirs):
+  root = workdirs[0]
+  for task in ('img2vid', 'img2img'):
+    test_tasks.assert_recorded_losses(task, lambda tag: read_scalars(str(root / task), tag),
+                                      (1, 2))
 
 
 def test_generate_from_label_map_and_first_frame(workdirs):

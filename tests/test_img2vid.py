@@ -189,9 +189,9 @@ def test_published_configs_build_the_published_models(name, total):
   """Each published config file builds the model of its released checkpoint (the converter
   reads the same architecture from that state_dict: tests/test_parity.py)."""
   import importlib  # pylint: disable=g-import-not-at-top
-  from seg2vid_jax import train  # pylint: disable=g-import-not-at-top
+  from seg2vid_jax.tasks import img2vid  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'configs.{name}').get_config()
-  model = train.create_model(config)
+  model = img2vid.create_model(config)
   assert count(param_shapes(model)) == total
   assert (model.num_classes == 0) == (name in ('kth', 'ucf101'))
   if name == 'cityscapes_released':

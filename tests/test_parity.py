@@ -20,7 +20,8 @@ import jax
 import numpy as np
 import pytest
 
-from seg2vid_jax import convert, losses
+from seg2vid_jax import convert
+from seg2vid_jax.losses import img2vid as losses
 from tests import parity
 
 FIXTURES = tuple(parity.FIXTURES)

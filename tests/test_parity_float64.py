@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from seg2vid_jax import losses
+from seg2vid_jax.losses import img2vid as losses
 from tests.test_parity import ATOL64, FIXTURES, LOSS_RTOL64, OUTPUTS, REPO
 
 

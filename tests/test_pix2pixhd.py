@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from seg2vid_jax import losses_img2img as L
+from seg2vid_jax.losses import img2img as L
 from seg2vid_jax import vgg_weights
 from seg2vid_jax.models import VGG19Features
 from seg2vid_jax.models import pix2pixhd as P

@@ -17,10 +17,13 @@ import tensorflow as tf
 
 from configs import test as test_config
 from seg2vid_jax import evaluation
-from seg2vid_jax import losses
+from seg2vid_jax.losses import img2vid as losses
 from seg2vid_jax import train
+from seg2vid_jax.tasks import img2vid
 from seg2vid_jax.models import init_variables
 from seg2vid_jax.ops import warp
+
+from tests import test_tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,6 +79,8 @@ def test_train_and_evaluate_writes_checkpoints_summaries_samples_and_eval(uninte
   assert all(np.isfinite(v) and v > 0 for v in losses.values())
   assert read_scalars(workdir, 'train/learning_rate') == pytest.approx(
       {1: 1e-3, 2: 1e-3, 3: 1e-3, 4: 1e-3})
+  # The same losses as before the loop and the task were split (tests/test_tasks.py).
+  test_tasks.assert_recorded_losses('img2vid', lambda tag: read_scalars(workdir, tag), (1, 2, 3))
   with open(os.path.join(workdir, 'eval', 'step_4.json')) as f:
     results = json.load(f)
   for kind in ('posterior', 'prior_best_of_n', 'copy_first_frame'):
@@ -215,7 +220,7 @@ def test_eval_metrics_values_on_fixed_outputs():
                'mu': rng.normal(size=(b, 1, 8)).astype(np.float32),
                'logvar': rng.normal(size=(b, 1, 8)).astype(np.float32)}
   batch = {'video': video, 'labels': labels, 'flow': true_flow, 'valid': valid}
-  out = jax.device_get(jax.jit(train.eval_metrics)(batch, posterior, priors))
+  out = jax.device_get(jax.jit(img2vid.eval_metrics)(batch, posterior, priors))
 
   # PSNR: the best of N is one whole sample per clip (sample 2 for clip 1, 3 for clip 2).
   sample_psnr = np.stack([_np_psnr(p['refined'], gt) for p in priors])  # (N, B, K)
@@ -282,7 +287,7 @@ def test_eval_metrics_without_flow_or_priors():
   posterior = {'refined': video[:, 1:], 'flow': np.zeros((b, k, h, w, 2), np.float32),
                'mask_fw': np.full((b, k, h, w), 0.25, np.float32),
                'mu': np.zeros((b, 1, 8), np.float32), 'logvar': np.zeros((b, 1, 8), np.float32)}
-  out = jax.device_get(train.eval_metrics({'video': video}, posterior, []))
+  out = jax.device_get(img2vid.eval_metrics({'video': video}, posterior, []))
   assert set(out) == {'kl_nats/posterior', 'mask_fw/posterior', 'psnr/posterior',
                       'ssim/posterior', 'psnr/copy_first_frame', 'ssim/copy_first_frame'}
   np.testing.assert_array_equal(out['kl_nats/posterior'], [0.0])
@@ -294,7 +299,7 @@ def test_eval_metrics_without_flow_or_priors():
 def tiny_model():
   """The configs/test.py model, its initial variables and a random batch of 2 clips."""
   config = test_config.get_config()
-  model = train.create_model(config)
+  model = img2vid.create_model(config)
   variables = init_variables(model, jax.random.key(0))
   rng = np.random.default_rng(0)
   b, t = 2, config.num_frames
@@ -309,18 +314,18 @@ def test_generate_samples_posterior_is_z_mu_and_priors_use_prior_latents(tiny_mo
 
   def run(variables, batch, rng, prior_rng):
     """Both sampling modes and the reference applies, as one program (compiles once)."""
-    posterior, priors = train.generate_samples(model, variables, batch, rng, 2)
-    posterior2, shared = train.generate_samples(model, variables, batch, rng, 2, prior_rng,
+    posterior, priors = img2vid.generate_samples(model, variables, batch, rng, 2)
+    posterior2, shared = img2vid.generate_samples(model, variables, batch, rng, 2, prior_rng,
                                                 shared_prior=True)
     noise_rng, latent_rng = jax.random.split(rng)
     noise = jax.random.normal(noise_rng, batch['video'][:, 0].shape)
     # The reconstruction with z = mu of the same clip (mu from this very call), no eps.
     ref = model.apply(variables, batch['video'], batch['label_onehot'], noise,
                       z=posterior['mu'], train=False)
-    zs = train.prior_latents(model, latent_rng, 2, 2)
+    zs = img2vid.prior_latents(model, latent_rng, 2, 2)
     ref_prior = model.apply(variables, batch['video'][:, :1], batch['label_onehot'], noise,
                             zs[1])
-    want_shared = train.prior_latents(model, prior_rng, 2, 2, shared=True)
+    want_shared = img2vid.prior_latents(model, prior_rng, 2, 2, shared=True)
     return posterior, priors, posterior2, shared, ref, zs, ref_prior, want_shared
 
   (posterior, priors, posterior2, shared, ref, zs, ref_prior, want_shared) = jax.device_get(
@@ -347,37 +352,37 @@ def test_generate_samples_posterior_is_z_mu_and_priors_use_prior_latents(tiny_mo
 
 
 def test_prior_latents_shapes_and_sharing():
-  model = train.create_model(test_config.get_config())
+  model = img2vid.create_model(test_config.get_config())
   rng = jax.random.key(3)
-  zs = train.prior_latents(model, rng, 3, 4)
+  zs = img2vid.prior_latents(model, rng, 3, 4)
   assert len(zs) == 4 and all(z.shape == (3,) + model.latent_shape for z in zs)
   # Sample i is fold_in(rng, i): the same draws whatever num_samples.
-  np.testing.assert_array_equal(train.prior_latents(model, rng, 3, 2)[1], zs[1])
-  shared = train.prior_latents(model, rng, 3, 2, shared=True)
-  other_batch = train.prior_latents(model, rng, 5, 2, shared=True)
+  np.testing.assert_array_equal(img2vid.prior_latents(model, rng, 3, 2)[1], zs[1])
+  shared = img2vid.prior_latents(model, rng, 3, 2, shared=True)
+  other_batch = img2vid.prior_latents(model, rng, 5, 2, shared=True)
   for i in range(2):
     assert shared[i].shape == (3,) + model.latent_shape
     np.testing.assert_array_equal(shared[i][0], shared[i][2])
     np.testing.assert_array_equal(other_batch[i][4], shared[i][0])
-  z = np.asarray(train.prior_latents(model, rng, 64, 1)[0])
+  z = np.asarray(img2vid.prior_latents(model, rng, 64, 1)[0])
   assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05  # N(0, I)
 
 
 def test_loss_weights_kl_warmup_and_overrides():
   config = test_config.get_config()
   config.kl_warmup_steps = 0
-  weights = train.loss_weights(config, 50)
+  weights = img2vid.loss_weights(config, 50)
   assert weights == losses.WEIGHTS and weights['kld'] == 0.1
   config.kl_warmup_steps = 100
-  assert float(train.loss_weights(config, 0)['kld']) == 0.0
-  assert float(train.loss_weights(config, 50)['kld']) == pytest.approx(0.05, rel=1e-6)
-  assert float(train.loss_weights(config, 100)['kld']) == pytest.approx(0.1, rel=1e-6)
-  assert float(train.loss_weights(config, 1000)['kld']) == pytest.approx(0.1, rel=1e-6)
+  assert float(img2vid.loss_weights(config, 0)['kld']) == 0.0
+  assert float(img2vid.loss_weights(config, 50)['kld']) == pytest.approx(0.05, rel=1e-6)
+  assert float(img2vid.loss_weights(config, 100)['kld']) == pytest.approx(0.1, rel=1e-6)
+  assert float(img2vid.loss_weights(config, 1000)['kld']) == pytest.approx(0.1, rel=1e-6)
   # Under jit with a traced step, as in the train step.
-  jitted = jax.jit(lambda s: train.loss_weights(config, s)['kld'])
+  jitted = jax.jit(lambda s: img2vid.loss_weights(config, s)['kld'])
   assert float(jitted(np.int32(25))) == pytest.approx(0.025, rel=1e-6)
   config.loss_weights = {'photometric': 1.0, 'recon': 3.0}
-  weights = train.loss_weights(config, 50)
+  weights = img2vid.loss_weights(config, 50)
   assert weights['photometric'] == 1.0 and weights['recon'] == 3.0
   assert float(weights['kld']) == pytest.approx(0.05, rel=1e-6)
   assert weights['vgg'] == losses.WEIGHTS['vgg']

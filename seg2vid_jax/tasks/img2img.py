@@ -1,9 +1,9 @@
 """Stage 1 of seg2vid, label map -> first frame, as a task of the shared training loop.
 
 pix2pixHD's global generator and multi-scale discriminators (`models/pix2pixhd.py`), trained
-with LSGAN + feature matching + VGG (`losses_img2img.py`), both networks updated in one jitted,
+with LSGAN + feature matching + VGG (`losses/img2img.py`), both networks updated in one jitted,
 data-parallel step with their own Adam. Checkpoints, resuming, SIGTERM, summaries and the
-progress report are the trainer's (`train.train_and_evaluate` with ``config.task='img2img'``).
+progress report are the shared loop's (`seg2vid_jax.train`, ``config.task='img2img'``).
 Evaluation: PSNR/SSIM of the generated against the real first frame, and a distance between
 the distributions of real and generated images that needs no pretrained network: per semantic
 class, the L1 distance between the normalised histograms of colours and of gradient
@@ -13,7 +13,6 @@ magnitudes, averaged over the classes present.
 import io
 from typing import Any
 
-from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -22,11 +21,10 @@ import optax
 from PIL import Image
 
 from seg2vid_jax import evaluation
-from seg2vid_jax import input_pipeline
-from seg2vid_jax import losses_img2img
-from seg2vid_jax import train
 from seg2vid_jax import visualize
+from seg2vid_jax.losses import img2img as losses
 from seg2vid_jax.models import pix2pixhd
+from seg2vid_jax.tasks import base
 
 HIST_BINS = 16
 
@@ -60,8 +58,8 @@ def create_state(config, models, rng) -> GanState:
   gen, disc = models
   gen_vars, disc_vars = pix2pixhd.init_variables(gen, disc, rng, config.model.num_classes,
                                                  tuple(config.image_size))
-  gen_tx = losses_img2img.optimizer(config.img2img.learning_rate)
-  disc_tx = losses_img2img.optimizer(config.img2img.learning_rate)
+  gen_tx = losses.optimizer(config.img2img.learning_rate)
+  disc_tx = losses.optimizer(config.img2img.learning_rate)
   return GanState(step=jnp.zeros((), jnp.int32), gen_params=gen_vars['params'],
                   disc_params=disc_vars['params'],
                   gen_opt_state=gen_tx.init(gen_vars['params']),
@@ -70,9 +68,9 @@ def create_state(config, models, rng) -> GanState:
 
 
 def gan_step(state: GanState, batch, vgg_params, *, gen, disc, weights):
-  """One update of both networks from one backward pass (see `losses_img2img.gan_losses`)."""
+  """One update of both networks from one backward pass (see `losses.gan_losses`)."""
   (_, aux), (g_grads, d_grads) = jax.value_and_grad(
-      losses_img2img.gan_losses, argnums=(0, 1), has_aux=True)(
+      losses.gan_losses, argnums=(0, 1), has_aux=True)(
           state.gen_params, state.disc_params, gen, disc, batch, vgg_params, weights)
   g_updates, gen_opt_state = state.gen_tx.update(g_grads, state.gen_opt_state,
                                                  state.gen_params)
@@ -91,7 +89,7 @@ def gan_step(state: GanState, batch, vgg_params, *, gen, disc, weights):
 def step_fn(config):
   """fn(state, batch, vgg_params) -> (state, terms) for the shared training loop."""
   gen, disc = create_models(config)
-  weights = dict(losses_img2img.WEIGHTS, **(config.get('img2img_loss_weights') or {}))
+  weights = dict(losses.WEIGHTS, **(config.get('img2img_loss_weights') or {}))
   return lambda s, b, v: gan_step(s, b, v, gen=gen, disc=disc, weights=weights)
 
 
@@ -130,44 +128,32 @@ def histogram_distance(real, fake):
 def evaluate(config, models, state, mesh, step: int, workdir: str, writer=None):
   """PSNR/SSIM against the real first frames and the histogram distances, over the eval split."""
   gen, _ = models
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  k = config.model.num_classes  # Histogram row k holds the padding clips.
 
-  def batch_stats(params, batch):
+  def batch_fn(params, i, batch):
+    del i
     real = batch['video'][:, 0]
     fake = generate_frames(gen, params, batch['label_onehot'])
     mask = batch['mask']
-    per_frame = {'psnr/generated': evaluation.psnr(fake[:, None], real[:, None]),
-                 'ssim/generated': evaluation.ssim(fake[:, None], real[:, None])}
-    labels = jnp.where(mask[:, None, None], batch['labels'], config.model.num_classes)
-    hists = (class_histograms(real, labels, config.model.num_classes + 1),
-             class_histograms(fake, labels, config.model.num_classes + 1))
-    return per_frame, mask, hists
-  fn = jax.jit(batch_stats, out_shardings=replicated)
-  accumulator = evaluation.MetricAccumulator()
-  real_h = fake_h = 0
-  sharding = input_pipeline.data_sharding(mesh.devices.ravel())
-  for batch in input_pipeline.create_eval_iterator(config, sharding=sharding):
-    per_frame, mask, (r, f) = jax.device_get(fn(state.gen_params, batch))
-    accumulator.update(per_frame, mask)
-    real_h, fake_h = real_h + r, fake_h + f
-  results = accumulator.result()
-  k = config.model.num_classes  # The last histogram row holds the padding clips.
-  for name, value in histogram_distance(real_h[:k], fake_h[:k]).items():
-    results[f'histogram_l1/{name}'] = value
-  train.write_eval_json(workdir, step, results)
-  if writer is not None:
-    writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
-  logging.info('Stage-1 evaluation at step %d: %s', step,
-               {k: round(v, 4) for k, v in results.items() if 'frame' not in k})
-  return results
+    per_clip = {'psnr/generated': evaluation.psnr(fake[:, None], real[:, None]),
+                'ssim/generated': evaluation.ssim(fake[:, None], real[:, None])}
+    labels = jnp.where(mask[:, None, None], batch['labels'], k)
+    return per_clip, mask, (class_histograms(real, labels, k + 1),
+                            class_histograms(fake, labels, k + 1))
+
+  def finish(results, histograms):
+    real, fake = histograms
+    for name, value in histogram_distance(real[:k], fake[:k]).items():
+      results[f'histogram_l1/{name}'] = value
+  return base.run_evaluation(config, mesh, batch_fn, state.gen_params, step, workdir, writer,
+                             finish, title='Stage-1 evaluation')
 
 
 def write_samples(config, models, state, batch, step: int, workdir: str, writer=None):
   """A sheet of label maps, real and generated first frames (PNG and TensorBoard)."""
   gen, _ = models
   n = config.num_sample_clips
-  replicated = jax.sharding.NamedSharding(state.step.sharding.mesh,
-                                          jax.sharding.PartitionSpec())
+  replicated = base.replicated_sharding(state.step.sharding.mesh)
   fn = jax.jit(lambda p, b: (b['labels'][:n], b['video'][:n, 0],
                              generate_frames(gen, p, b['label_onehot'][:n])),
                out_shardings=replicated)
@@ -179,7 +165,7 @@ def write_samples(config, models, state, batch, step: int, workdir: str, writer=
   if jax.process_index() == 0:
     buffer = io.BytesIO()
     Image.fromarray(sheet).save(buffer, format='PNG')
-    train.write_workdir_file(workdir, f'samples/step_{step:07d}.png', buffer.getvalue())
+    base.write_workdir_file(workdir, f'samples/step_{step:07d}.png', buffer.getvalue())
   if writer is not None:
     writer.write_images(step, {'samples': sheet[None]})
 
@@ -189,9 +175,6 @@ def describe(config):
   return f'img2img (pix2pixHD, ngf {c.ngf}, {c.n_blocks} blocks, {c.num_D} discriminators)'
 
 
-def _task():
-  return train.Task(create_model=create_models, create_state=create_state, step_fn=step_fn,
-                    evaluate=evaluate, write_samples=write_samples, describe=describe)
-
-
-TASK = _task()
+TASK = base.Task(name='img2img', create_model=create_models, create_state=create_state,
+                 step_fn=step_fn, evaluate=evaluate, write_samples=write_samples,
+                 describe=describe)
