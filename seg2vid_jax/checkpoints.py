@@ -59,8 +59,9 @@ def manager(workdir: str, config) -> ocp.CheckpointManager:
   path = directory(workdir)
   try:
     return ocp.CheckpointManager(
-        str(path), options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
-                                                        create=True),
+        str(path), options=ocp.CheckpointManagerOptions(
+            max_to_keep=config.keep_checkpoints, create=True,
+            cleanup_tmp_directories=True),  # What a killed save left behind.
         item_handlers=ocp.StandardCheckpointHandler())
   except OSError as e:
     raise CheckpointWriteError(f'cannot create the checkpoint directory {path}: {e}') from e
