@@ -16,5 +16,5 @@ def get_config():
   config.num_frames = 2  # Only frame 0 is used.
   config.img2img = img2img_fields(ngf=64, n_downsampling=4, n_blocks=9, num_D=3, ndf=64,
                                   n_layers=3)
-  config.img2img_loss_weights = None  # Overrides of losses_img2img.WEIGHTS.
+  config.img2img_loss_weights = None  # Overrides of losses/img2img.py WEIGHTS.
   return config

@@ -31,7 +31,7 @@ def get_config():
   config.num_frames = 2  # Only frame 0 is used (the shortest clip the pipeline makes).
   config.img2img = img2img_fields(ngf=16, n_downsampling=3, n_blocks=3, num_D=2, ndf=16,
                                   n_layers=2)
-  config.img2img_loss_weights = None  # Overrides of losses_img2img.WEIGHTS, e.g. {'vgg': 0}.
+  config.img2img_loss_weights = None  # Overrides of losses/img2img.py WEIGHTS, e.g. {'vgg': 0}.
   config.batch_size = 8  # First frames per step.
   config.num_train_steps = 600
   config.sample_every_steps = 200

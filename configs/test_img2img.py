@@ -14,5 +14,5 @@ def get_config():
   config.num_frames = 2  # Only frame 0 is used.
   config.img2img = img2img_fields(ngf=4, n_downsampling=2, n_blocks=1, num_D=1, ndf=4,
                                   n_layers=1)
-  config.img2img_loss_weights = None  # Overrides of losses_img2img.WEIGHTS.
+  config.img2img_loss_weights = None  # Overrides of losses/img2img.py WEIGHTS.
   return config
