@@ -53,8 +53,8 @@ def get_config():
   config.model.remat_refine = False
   config.model.dtype = 'float32'  # Compute dtype: 'bfloat16' on accelerators (params fp32).
 
-  # Objective (seg2vid_jax.losses); None: the published weights.
-  config.loss_weights = None  # e.g. {'vgg': 0.0}; keys as in losses.WEIGHTS.
+  # Objective (seg2vid_jax.losses.img2vid); None: the published weights.
+  config.loss_weights = None  # e.g. {'vgg': 0.0}; keys of its WEIGHTS and EXTRA_WEIGHTS.
   config.vgg_weights = placeholder(str)  # .npz from `python -m seg2vid_jax.vgg_weights`; None: no VGG term.
   config.kl_free_nats = 0.0  # Free nats per clip of the KL term (0: published; losses.kld_loss).
   config.kl_warmup_steps = 0  # KL weight ramped from 0 over these steps (0: published, constant).
