@@ -18,6 +18,7 @@ from absl import logging
 from etils import epath
 import flax
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from seg2vid_jax import tasks
@@ -118,9 +119,13 @@ def _set_aside(mngr: ocp.CheckpointManager, step: int) -> str:
   """Moves an unreadable step to <workdir>/checkpoints_unreadable/<step>.<time> (kept for a
   look, out of orbax's way, so that training can write that step again)."""
   source = epath.Path(mngr.directory) / str(step)
-  target = epath.Path(mngr.directory).parent / 'checkpoints_unreadable' / f'{step}.{int(time.time())}'
-  target.parent.mkdir(parents=True, exist_ok=True)
-  source.rename(target)
+  target = (epath.Path(mngr.directory).parent / 'checkpoints_unreadable' /
+            f'{step}.{int(time.time())}')
+  if jax.process_index() == 0:  # One process moves it; the others wait for that.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'seg2vid_jax: set aside checkpoint {step}')
   mngr.reload()
   return str(target)
 

@@ -18,7 +18,7 @@ from seg2vid_jax import checkpoints
 from seg2vid_jax import train
 from tests.test_train import REPO, config_with, read_scalars
 
-STEPS = 4
+STEPS = 3
 
 
 def fault_config(**overrides):
@@ -102,10 +102,10 @@ def test_sigkill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(r
   # 2. Resumed from step 1, killed right after making step 2's temporary directory again.
   run_killed(workdir, 'create', 1)
   assert steps_on_disk(workdir)[0] == [1]
-  # 3. Resumed from step 1, killed just after step 3 was committed.
-  run_killed(workdir, 'renamed', 4)
-  assert steps_on_disk(workdir)[0] == [1, 2, 3]
-  # 4. Resumed from step 3 to the end: the losses and parameters of the uninterrupted run.
+  # 3. Resumed from step 1, killed just after step 2 was committed.
+  run_killed(workdir, 'renamed', 2)
+  assert steps_on_disk(workdir)[0] == [1, 2]
+  # 4. Resumed from step 2 to the end: the losses and parameters of the uninterrupted run.
   state = jax.device_get(train.train_and_evaluate(fault_config(), workdir))
   assert int(state.step) == STEPS
   assert read_scalars(workdir, 'train/total')[STEPS] == read_scalars(ref_dir,
@@ -127,9 +127,8 @@ def truncate_arrays(step_dir):
 @pytest.mark.parametrize('damage', ['truncated', 'half_deleted'])
 def test_an_unreadable_latest_checkpoint_is_named_and_the_one_before_is_used(
     reference, tmp_path, caplog, damage):
-  ref_dir, ref_state = reference
   workdir = str(tmp_path / damage)
-  shutil.copytree(ref_dir, workdir)
+  shutil.copytree(reference[0], workdir)
   latest = os.path.join(workdir, 'checkpoints', str(STEPS))
   if damage == 'truncated':
     truncate_arrays(latest)
@@ -141,10 +140,7 @@ def test_an_unreadable_latest_checkpoint_is_named_and_the_one_before_is_used(
   assert f'checkpoint {latest} is unreadable' in caplog.text
   # The damaged step is kept aside, out of the way of the training that writes it again.
   assert os.listdir(os.path.join(workdir, 'checkpoints_unreadable'))[0].startswith(f'{STEPS}.')
-  if damage == 'truncated':
-    state = jax.device_get(train.train_and_evaluate(fault_config(), workdir))
-    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref_state.params)):
-      np.testing.assert_array_equal(a, b)
+  assert steps_on_disk(workdir)[0] == list(range(1, STEPS))
 
 
 def test_no_readable_checkpoint_is_an_error_that_moves_nothing(reference, tmp_path):
@@ -155,7 +151,7 @@ def test_no_readable_checkpoint_is_an_error_that_moves_nothing(reference, tmp_pa
   with pytest.raises(checkpoints.CheckpointError, match=r'none of the checkpoints in .* can be '
                                                          r'read'):
     train.train_and_evaluate(fault_config(), workdir)
-  assert steps_on_disk(workdir)[0] == [2, 3, 4]
+  assert steps_on_disk(workdir)[0] == [1, 2, 3]
 
 
 def test_a_full_disk_stops_with_the_path_and_keeps_the_earlier_checkpoints(
@@ -166,18 +162,18 @@ def test_a_full_disk_stops_with_the_path_and_keeps_the_earlier_checkpoints(
 
   async def finalize(self):
     calls.append(1)
-    if len(calls) == 5:  # Save 3's first commit (two per save, see KILL_SCRIPT).
+    if len(calls) == 3:  # Save 2's first commit (two per save, see KILL_SCRIPT).
       raise OSError(errno.ENOSPC, 'No space left on device')
     return await original(self)
   monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, 'finalize', finalize)
   workdir = str(tmp_path / 'full')
   with pytest.raises(checkpoints.CheckpointWriteError,
-                     match=rf'cannot write checkpoint step 3 to {workdir}/checkpoints: .*No '
-                           r'space left on device.*steps \[1, 2\]\) are kept'):
+                     match=rf'cannot write checkpoint step 2 to {workdir}/checkpoints: .*No '
+                           r'space left on device.*steps \[1\]\) are kept'):
     train.train_and_evaluate(fault_config(), workdir)
   monkeypatch.undo()
   _, _, state = train.restore_state(fault_config(), workdir)
-  assert int(state.step) == 2
+  assert int(state.step) == 1
 
 
 def test_an_unwritable_workdir_stops_before_training_naming_the_path(tmp_path):
@@ -195,7 +191,7 @@ def test_a_checkpoint_of_another_config_stops_before_any_step_naming_both(refere
   wider = fault_config(num_train_steps=STEPS + 2)
   wider.model.encoder_widths = (8, 8, 8, 16)
   with pytest.raises(checkpoints.ConfigMismatchError,
-                     match=r'checkpoints/4 does not fit config.task=.img2vid. \(img2vid w_mask, '
+                     match=rf'checkpoints/{STEPS} does not fit config.task=.img2vid. \(img2vid w_mask, '
                            r'image_size \(64, 64\)\): \d+ parameters differ, e\.g\. [a-z_/0-9]+: '
                            r'checkpoint \(\d+,\), config \(\d+,\)'):
     train.train_and_evaluate(wider, workdir)
@@ -206,6 +202,6 @@ def test_a_checkpoint_of_another_config_stops_before_any_step_naming_both(refere
                            r"\(img2img .*\) has \[.*'disc_params'.*\] \(a checkpoint of another "
                            r'task\?\)'):
     train.restore_state(stage1, workdir)
-  assert steps_on_disk(workdir)[0] == [2, 3, 4]  # Nothing ran, nothing was written.
+  assert steps_on_disk(workdir)[0] == [1, 2, 3]  # Nothing ran, nothing was written.
   assert sorted(glob.glob(os.path.join(workdir, 'events.out.tfevents.*')))[:len(events)] == events
   assert max(read_scalars(workdir, 'train/total')) == STEPS
