@@ -156,24 +156,25 @@ def test_no_readable_checkpoint_is_an_error_that_moves_nothing(reference, tmp_pa
 
 def test_a_full_disk_stops_with_the_path_and_keeps_the_earlier_checkpoints(
     reference, tmp_path, monkeypatch):
+  """`checkpoints.save`, which the loop calls and whose error stops it, on a disk that fills
+  up while the next step is committed."""
   from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
-  original = atomicity.AtomicRenameTemporaryPath.finalize
-  calls = []
+  workdir = str(tmp_path / 'full')
+  shutil.copytree(reference[0], workdir)
+  _, _, state = train.restore_state(fault_config(), workdir)
 
   async def finalize(self):
-    calls.append(1)
-    if len(calls) == 3:  # Save 2's first commit (two per save, see KILL_SCRIPT).
-      raise OSError(errno.ENOSPC, 'No space left on device')
-    return await original(self)
+    raise OSError(errno.ENOSPC, 'No space left on device')
   monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, 'finalize', finalize)
-  workdir = str(tmp_path / 'full')
+  manager = checkpoints.manager(workdir, fault_config())
   with pytest.raises(checkpoints.CheckpointWriteError,
-                     match=rf'cannot write checkpoint step 2 to {workdir}/checkpoints: .*No '
-                           r'space left on device.*steps \[1\]\) are kept'):
-    train.train_and_evaluate(fault_config(), workdir)
+                     match=rf'cannot write checkpoint step {STEPS + 1} to {workdir}/checkpoints: '
+                           r'.*No space left on device.*steps \[1, 2, 3\]\) are kept'):
+    checkpoints.save(manager, state, STEPS + 1)
   monkeypatch.undo()
+  assert steps_on_disk(workdir)[0] == [1, 2, 3]
   _, _, state = train.restore_state(fault_config(), workdir)
-  assert int(state.step) == 1
+  assert int(state.step) == STEPS
 
 
 def test_an_unwritable_workdir_stops_before_training_naming_the_path(tmp_path):
