@@ -62,6 +62,16 @@ class BadInputError(ValueError):
     self.reason = reason
 
 
+def read_text_lines(path, what: str):
+  """The lines of a dataset's Latin-1 text file (sequence file, split list); a `BadInputError`
+  naming the file and `what` it is if it cannot be read."""
+  try:
+    with open(path, encoding='latin-1') as f:
+      return f.read().splitlines()
+  except OSError as e:
+    raise BadInputError(f'{path}: cannot read the {what} ({e})', f'corrupt {what}') from None
+
+
 def read_image(path, size, mode):
   """Reads one frame, converted to `mode` ('RGB' or 'L') and resized to `size` (H, W).
 

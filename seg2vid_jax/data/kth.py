@@ -72,12 +72,7 @@ def read_sequence_file(path):
   logged and left out (the sequence then gives clips from the whole video); a sequence listed
   twice keeps its first ranges.
   """
-  try:
-    with open(path, encoding='latin-1') as f:
-      lines = f.read().splitlines()
-  except OSError as e:
-    raise common.BadInputError(f'{path}: cannot read the sequence file ({e})',
-                               'corrupt sequence file') from None
+  lines = common.read_text_lines(path, 'sequence file')
   ranges = {}
   for number, line in enumerate(lines, 1):
     m = _LINE_RE.match(line)

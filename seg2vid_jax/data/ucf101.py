@@ -59,12 +59,7 @@ def _config(split_number, num_frames=10):
 
 def read_split_list(path):
   """The 'Class/v_Class_gGG_cCC.avi' entries of a train or test list, in order (labels dropped)."""
-  try:
-    with open(path, encoding='latin-1') as f:
-      lines = f.read().splitlines()
-  except OSError as e:
-    raise common.BadInputError(f'{path}: cannot read the split list ({e})',
-                               'corrupt split list') from None
+  lines = common.read_text_lines(path, 'split list')
   entries, seen = [], set()
   for number, line in enumerate(lines, 1):
     fields = line.split()
