@@ -9,6 +9,8 @@ relu4_4 are the features. Parameter names follow torchvision (``features_0`` for
 import flax.linen as nn
 import jax.numpy as jnp
 
+from seg2vid_jax.ops import conv as conv_ops
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # (torchvision features index, output channels) of the convolutions used, grouped by block.
@@ -28,6 +30,7 @@ class VGG19Features(nn.Module):
       if i:
         x = nn.avg_pool(x, (2, 2), (2, 2))
       for index, width in block:
-        x = nn.relu(nn.Conv(width, (3, 3), padding=[(1, 1), (1, 1)], name=f'features_{index}')(x))
+        x = nn.relu(nn.Conv(width, (3, 3), padding=[(1, 1), (1, 1)], name=f'features_{index}',
+                            conv_general_dilated=conv_ops.conv_general_dilated)(x))
         features.append(x)
     return features

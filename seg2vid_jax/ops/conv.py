@@ -24,6 +24,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from seg2vid_jax.ops import winograd
+
 
 def _channels_last(ndim):
   """Dimension numbers of an N-d channels-last convolution (NHWC, HWIO, NHWC)."""
@@ -98,27 +100,34 @@ def _conv_tapwise_bwd(strides, padding, residuals, g):
 _conv_tapwise.defvjp(_conv_tapwise_fwd, _conv_tapwise_bwd)
 
 
-# 'auto': per-tap weight gradients and Eigen convolutions on the CPU backend; 'xla': XLA's
-# own defaults (for comparison).
-_MODE = {'weight_grad': 'auto'}
+# 'auto': the CPU choices of this module (Winograd for wide 3x3 layers, per-tap weight
+# gradients for the others, Eigen convolutions); 'direct': the same without Winograd; 'xla':
+# XLA's own defaults (for comparison).
+_MODES = ('auto', 'direct', 'xla')
+_MODE = {'mode': 'auto'}
+
+# Winograd for 3x3 stride-1 layers with at least this many input and output channels: below
+# it the transforms' memory traffic costs more than the products save (benchmarks/conv_layers.py).
+WINOGRAD_MIN_CHANNELS = 128
 
 
-def set_weight_grad(mode: str):
-  """Chooses 'auto' (the CPU choices of this module) or 'xla' (XLA's defaults, to compare)."""
-  if mode not in ('auto', 'xla'):
-    raise ValueError(f"weight_grad mode must be 'auto' or 'xla', got {mode!r}")
-  _MODE['weight_grad'] = mode
+def set_mode(mode: str):
+  """Chooses 'auto' (the CPU choices of this module), 'direct' (no Winograd) or 'xla' (XLA's
+  defaults), for benchmarks and tests that compare them."""
+  if mode not in _MODES:
+    raise ValueError(f'convolution mode must be one of {_MODES}, got {mode!r}')
+  _MODE['mode'] = mode
 
 
 def _cpu_choices_apply():
-  """Whether this module's CPU choices apply: mode 'auto', CPU backend, a single process.
+  """Whether this module's CPU choices apply: mode not 'xla', CPU backend, a single process.
 
   With several processes, XLA:CPU's gloo collectives must run in the same order in every
   process; the gradient all-reduces inside the per-tap loops of independent layers can run
   concurrently, in a different order per process ("collective mismatch" in gloo, seen with
   launch/local_multiprocess.sh), so multi-process CPU runs keep XLA's own convolutions.
   """
-  return (_MODE['weight_grad'] == 'auto' and jax.default_backend() == 'cpu'
+  return (_MODE['mode'] != 'xla' and jax.default_backend() == 'cpu'
           and jax.process_count() == 1)
 
 
@@ -154,13 +163,25 @@ def compiler_options():
   return {'xla_cpu_experimental_ynn_fusion_type': _YNN_WITHOUT_CONVOLUTIONS}
 
 
+def is_winograd(rhs_shape, window_strides, padding):
+  """Whether a plain (`is_tapwise`) convolution runs as Winograd F(2x2, 3x3): mode 'auto',
+  a 3x3 kernel, stride 1, padding 1, and WINOGRAD_MIN_CHANNELS input and output channels."""
+  return (_MODE['mode'] == 'auto' and len(rhs_shape) == 4 and tuple(rhs_shape[:2]) == (3, 3)
+          and tuple(window_strides) == (1, 1)
+          and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
+          and min(rhs_shape[2:]) >= WINOGRAD_MIN_CHANNELS)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
-  """`lax.conv_general_dilated`, with the per-tap weight gradient where it applies (CPU)."""
+  """`lax.conv_general_dilated`, with Winograd or the per-tap weight gradient where they
+  apply (CPU)."""
   if (batch_group_count == 1 and precision is None and preferred_element_type is None
       and is_tapwise(padding, lhs_dilation, rhs_dilation, dimension_numbers,
                      feature_group_count, lhs.ndim)):
+    if is_winograd(rhs.shape, window_strides, padding):
+      return winograd.conv3x3(lhs, rhs)
     return _conv_tapwise(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)))
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                   rhs_dilation, dimension_numbers, feature_group_count,

@@ -1,0 +1,71 @@
+"""Speed of seg2vid's 3x3 convolution layers on this CPU: direct (XLA) against Winograd.
+
+For each layer shape (batch 8 = B·K frames of the published model at 128x256), times the
+forward pass and the forward + both gradients of the convolution as the model runs it
+(`ops.conv.conv_general_dilated` with its per-tap weight gradient, Eigen convolutions) and of
+`ops.winograd.conv3x3`, alternating, in one run; prints milliseconds, the direct convolution's
+GFLOP/s equivalent, and the Winograd speed-up.
+
+  PYTHONPATH=. python benchmarks/conv_layers.py [--repeats=5]
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seg2vid_jax.ops import conv, winograd
+
+# (batch, height, width, C_in, C_out): the refinement U-Net's and VGG's 3x3 layers.
+LAYERS = [(8, 128, 256, 16, 16), (8, 128, 256, 32, 32), (8, 128, 256, 64, 64),
+          (8, 64, 128, 128, 128), (8, 32, 64, 256, 256), (8, 16, 32, 512, 512),
+          (8, 8, 16, 512, 512)]
+
+
+def direct(x, w):
+  return conv.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def compiled_pair(fn, x, w, g):
+  """jitted forward, and forward + gradients of <fn(x, w), g> w.r.t. x and w."""
+  opts = conv.compiler_options()
+  fwd = jax.jit(fn, compiler_options=opts)
+  both = jax.jit(jax.grad(lambda x, w: jnp.vdot(fn(x, w), g), (0, 1)), compiler_options=opts)
+  return fwd, both
+
+
+def best_ms(f, args, repeats):
+  jax.block_until_ready(f(*args))
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    best = min(best, time.perf_counter() - t)
+  return best * 1e3
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--repeats', type=int, default=5)
+  args = parser.parse_args()
+  rng = np.random.default_rng(0)
+  print(f'{jax.devices()[0].platform}, {jax.device_count()} device(s); best of {args.repeats}')
+  print('layer (N, H, W, Cin, Cout)   | fwd direct / winograd ms (x) | fwd+bwd direct / winograd '
+        'ms (x) | direct fwd+bwd GFLOP/s')
+  for n, h, w, ci, co in LAYERS:
+    x = jnp.asarray(rng.standard_normal((n, h, w, ci)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, ci, co)) / np.sqrt(9 * ci), jnp.float32)
+    g = jnp.asarray(rng.standard_normal((n, h, w, co)), jnp.float32)
+    (df, db), (wf, wb) = compiled_pair(direct, x, k, g), compiled_pair(winograd.conv3x3, x, k, g)
+    t_df, t_wf = best_ms(df, (x, k), args.repeats), best_ms(wf, (x, k), args.repeats)
+    t_db, t_wb = best_ms(db, (x, k), args.repeats), best_ms(wb, (x, k), args.repeats)
+    flops = 2 * n * h * w * ci * co * 9
+    print(f'{str((n, h, w, ci, co)):28} | {t_df:7.1f} / {t_wf:7.1f} ({t_df / t_wf:4.2f}x) | '
+          f'{t_db:7.1f} / {t_wb:7.1f} ({t_db / t_wb:4.2f}x) | {3 * flops / t_db / 1e6:6.1f}')
+
+
+if __name__ == '__main__':
+  main()
