@@ -58,6 +58,7 @@ def get_config():
   config.vgg_weights = placeholder(str)  # .npz from `python -m seg2vid_jax.vgg_weights`; None: no VGG term.
   config.kl_free_nats = 0.0  # Free nats per clip of the KL term (0: published; losses.kld_loss).
   config.kl_warmup_steps = 0  # KL weight ramped from 0 over these steps (0: published, constant).
+  config.train_posterior_mean = False  # Train with z = mu (a deterministic probe; False: published).
 
   # Optimisation.
   config.learning_rate = 1e-3  # Adam, as published.

@@ -36,8 +36,8 @@ def reference(tmp_path_factory):
 
 
 # Trains configs/test.py like `fault_config` and SIGKILLs itself inside orbax's save, at the
-# n-th call of: 'create' (after a temporary directory is made), 'finalize' (before one is
-# committed) or 'renamed' (just after one is renamed to its final name). Each save makes two
+# n-th call of: 'finalize' (before a temporary directory is committed) or 'renamed' (just
+# after one is renamed to its final name). Each save makes two
 # (the item 'default' inside the step), so the calls of save k are 2k - 1 and 2k.
 KILL_SCRIPT = '''
 import os, signal, sys
@@ -65,9 +65,7 @@ def wrap(cls, name, after=False):
     return result
   setattr(cls, name, patched)
 
-if point == 'create':
-  wrap(atomicity.AtomicRenameTemporaryPath, 'create', after=True)
-elif point == 'finalize':
+if point == 'finalize':
   wrap(atomicity.AtomicRenameTemporaryPath, 'finalize')
 else:
   wrap(async_path, 'rename', after=True)
@@ -99,13 +97,11 @@ def test_sigkill_while_writing_a_checkpoint_resumes_from_the_last_complete_one(r
   run_killed(workdir, 'finalize', 3)
   committed, temporary = steps_on_disk(workdir)
   assert committed == [1] and temporary and temporary[0].startswith('2.')
-  # 2. Resumed from step 1, killed right after making step 2's temporary directory again.
-  run_killed(workdir, 'create', 1)
-  assert steps_on_disk(workdir)[0] == [1]
-  # 3. Resumed from step 1, killed just after step 2 was committed.
+  # 2. Resumed from step 1 (step 2's leftover temporary directory cleaned away), killed just
+  # after step 2 was committed.
   run_killed(workdir, 'renamed', 2)
-  assert steps_on_disk(workdir)[0] == [1, 2]
-  # 4. Resumed from step 2 to the end: the losses and parameters of the uninterrupted run.
+  assert steps_on_disk(workdir) == ([1, 2], [])
+  # 3. Resumed from step 2 to the end: the losses and parameters of the uninterrupted run.
   state = jax.device_get(train.train_and_evaluate(fault_config(), workdir))
   assert int(state.step) == STEPS
   assert read_scalars(workdir, 'train/total')[STEPS] == read_scalars(ref_dir,

@@ -558,3 +558,27 @@ def test_image_only_grayscale_model_trains_evaluates_and_generates_without_label
                                          str(tmp_path / 'out'), 0)
   assert samples['refined'].shape == (2, 2, 64, 64, 1) and 'labels' not in samples
   assert os.path.exists(tmp_path / 'out' / 'sample_1.gif')
+
+
+def test_train_posterior_mean_trains_with_z_mu_and_the_default_samples(tiny_model):
+  """config.train_posterior_mean (the deterministic probe of docs/ABLATION.md): the step's
+  losses are those of z = mu; by default (published) of z = mu + sigma·eps."""
+  model, _, batch = tiny_model
+  config = test_config.get_config()
+  state = img2vid.create_train_state(config, model, jax.random.key(0))
+  weights = img2vid.loss_weights(config, 0)
+
+  def run(state, batch):
+    step = lambda mean: img2vid.train_step(state, batch, None, seed=3, weights=weights,
+                                           posterior_mean=mean)[1]['total']
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    outputs, _ = model.apply(variables, batch['video'], batch['label_onehot'], train=True,
+                             posterior_mean=True, rngs=img2vid.step_rngs(3, state.step),
+                             mutable=['batch_stats'])
+    return step(True), step(False), losses.objective(outputs, batch['video'], None,
+                                                     weights)['total']
+
+  mean, sampled, expected = jax.device_get(jax.jit(run)(state, batch))
+  np.testing.assert_allclose(mean, expected, rtol=1e-6)
+  assert abs(sampled - mean) > 1e-4 * abs(mean)
+  assert config.get('train_posterior_mean') is False  # configs/default.py: published.

@@ -82,13 +82,16 @@ def model_labels(batch, use_labels: bool):
 
 
 def train_step(state: TrainState, batch, vgg_params, *, seed: int, weights, learning_rate=None,
-               kl_free_nats: float = 0.0, use_labels: bool = True):
+               kl_free_nats: float = 0.0, use_labels: bool = True,
+               posterior_mean: bool = False):
   """One Adam step on the nine-term objective; returns the new state and the loss terms
-  (`learning_rate` is only reported with them). `use_labels` False: the image-only model."""
+  (`learning_rate` is only reported with them). `use_labels` False: the image-only model.
+  `posterior_mean` True trains with z = mu instead of a posterior sample: a deterministic
+  autoencoder, a probe of whether the decoder can read the motion code at all (not a cVAE)."""
   def loss_fn(params):
     outputs, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['video'],
-        model_labels(batch, use_labels), train=True,
+        model_labels(batch, use_labels), train=True, posterior_mean=posterior_mean,
         rngs=step_rngs(seed, state.step),
         mutable=['batch_stats'])
     terms = losses.objective(outputs, batch['video'], vgg_params, weights, kl_free_nats,
@@ -120,7 +123,8 @@ def step_fn(config):
                                     weights=loss_weights(config, s.step),
                                     learning_rate=schedule(s.step),
                                     kl_free_nats=config.get('kl_free_nats', 0.0),
-                                    use_labels=bool(config.model.num_classes))
+                                    use_labels=bool(config.model.num_classes),
+                                    posterior_mean=config.get('train_posterior_mean', False))
 
 
 def prior_latents(model, rng, batch_size: int, num_samples: int, shared: bool = False):
