@@ -582,3 +582,12 @@ def test_train_posterior_mean_trains_with_z_mu_and_the_default_samples(tiny_mode
   np.testing.assert_allclose(mean, expected, rtol=1e-6)
   assert abs(sampled - mean) > 1e-4 * abs(mean)
   assert config.get('train_posterior_mean') is False  # configs/default.py: published.
+
+
+def test_a_term_weighted_zero_cannot_make_the_total_non_finite():
+  video = np.random.default_rng(4).uniform(size=(1, 3, 16, 16, 3)).astype(np.float32)
+  outputs = _fake_outputs(video, np.zeros((1, 2, 16, 16, 2), np.float32))
+  outputs['logvar'] = np.full_like(outputs['logvar'], 1e3)  # exp overflows: KL = inf.
+  off = losses.objective(outputs, video, weights={'kld': 0.0})
+  assert np.isinf(off['kld']) and np.isfinite(off['total'])
+  assert not np.isfinite(losses.objective(outputs, video, weights={'kld': 1e-3})['total'])

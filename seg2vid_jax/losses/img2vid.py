@@ -251,5 +251,8 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
                        'dataset has them)')
     terms['flow_supervised_objects'] = flow_supervised_objects_loss(outputs, flow_true, valid,
                                                                     labels)
-  terms['total'] = sum(weights[name] * value for name, value in terms.items())
+  # A term weighted by a constant 0 is left out of the total, so that a term switched off
+  # (e.g. the KL of the z = mu probe, whose posterior is unbounded) cannot make it NaN.
+  terms['total'] = sum(weights[name] * value for name, value in terms.items()
+                       if not (isinstance(weights[name], (int, float)) and weights[name] == 0))
   return terms
