@@ -16,7 +16,7 @@ from configs import synthetic as synthetic_config
 from seg2vid_jax.tasks import img2vid
 from seg2vid_jax.data import synthetic
 from seg2vid_jax.models import example_inputs, init_variables
-from seg2vid_jax.ops import warp
+from seg2vid_jax.ops import conv, warp
 
 # Eval mode (running statistics, what generation and evaluation run): max |bf16 - fp32| over
 # the outputs, measured with jax 0.10.2 on CPU (largest |fp32| value in brackets), and the
@@ -60,7 +60,8 @@ def setup():
 
 
 def _conv_dtypes(model, variables, inputs):
-  """Input dtypes of the convolutions in the forward pass, inside custom_vjp calls too."""
+  """Input dtypes of the convolutions in the forward pass, inside custom_vjp calls too (traced
+  without Winograd, which turns the wide 3x3 layers on the CPU into matrix products)."""
   def walk(jaxpr):
     for e in jaxpr.eqns:
       if e.primitive.name == 'conv_general_dilated':
@@ -68,7 +69,11 @@ def _conv_dtypes(model, variables, inputs):
       for param in e.params.values():
         if hasattr(param, 'eqns') or hasattr(param, 'jaxpr'):
           yield from walk(getattr(param, 'jaxpr', param))
-  closed = jax.make_jaxpr(lambda v, *a: model.apply(v, *a))(variables, *inputs)
+  conv.set_mode('direct')
+  try:
+    closed = jax.make_jaxpr(lambda v, *a: model.apply(v, *a))(variables, *inputs)
+  finally:
+    conv.set_mode('auto')
   return collections.Counter(walk(closed.jaxpr))
 
 

@@ -73,3 +73,17 @@ def test_model_convolution_takes_winograd_and_matches_xla():
   np.testing.assert_allclose(f(x, w), plain(x, w), rtol=1e-5)
   for a, b in zip(jax.grad(f, (0, 1))(x, w), jax.grad(plain, (0, 1))(x, w)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
+
+
+def test_winograd_in_bfloat16_multiplies_in_bf16_and_accumulates_in_float32():
+  x = _random((2, 8, 8, 128), 7).astype(jnp.bfloat16)
+  w = (_random((3, 3, 128, 128), 8) / 34).astype(jnp.bfloat16)
+  jaxpr = jax.make_jaxpr(winograd.conv3x3)(x, w).jaxpr
+  (dot,) = [e for e in jaxpr.eqns  # The 16 batched products (the other is the kernel's G g G^T).
+            if e.primitive.name == 'dot_general' and e.invars[0].aval.shape[0] == 16]
+  assert [str(v.aval.dtype) for v in dot.invars] == ['bfloat16', 'bfloat16']
+  assert str(dot.outvars[0].aval.dtype) == 'float32'
+  y = winograd.conv3x3(x, w)
+  assert y.dtype == jnp.bfloat16
+  exact = _direct(x.astype(jnp.float32), w.astype(jnp.float32))
+  np.testing.assert_allclose(y.astype(jnp.float32), exact, rtol=2e-2, atol=5e-2)
