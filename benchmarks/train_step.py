@@ -60,12 +60,9 @@ def step_flops(state, batch, vgg):
   Cost analysis counts the body of a loop once, so the per-tap weight gradients (a loop over
   the kernel taps) would be undercounted; the arithmetic is the same either way.
   """
-  conv.set_mode('xla')
-  try:  # A function of its own: jit must trace it afresh in this mode, not reuse a trace.
+  with conv.using_mode('xla'):  # A function of its own: traced afresh in this mode.
     step = jax.jit(lambda s, b, v: img2vid.train_step(s, b, v, seed=0, weights=losses.WEIGHTS))
     cost = step.lower(state, batch, vgg).cost_analysis()
-  finally:
-    conv.set_mode('auto')
   return float((cost[0] if isinstance(cost, (list, tuple)) else cost)['flops'])
 
 
@@ -102,16 +99,15 @@ def main():
   modes = args.modes.split(',')
   compiled, memory, compile_s = {}, {}, {}
   for mode in modes:  # Each mode traced afresh: the mode is read while tracing.
-    conv.set_mode(mode)
-    step = jax.jit(lambda s, b, v: img2vid.train_step(s, b, v, seed=0, weights=losses.WEIGHTS),
-                   donate_argnums=0, compiler_options=conv.compiler_options())
-    t = time.perf_counter()
-    compiled[mode] = step.lower(state, batch, vgg).compile()
-    compile_s[mode] = time.perf_counter() - t
+    with conv.using_mode(mode):
+      step = jax.jit(lambda s, b, v: img2vid.train_step(s, b, v, seed=0, weights=losses.WEIGHTS),
+                     donate_argnums=0, compiler_options=conv.compiler_options())
+      t = time.perf_counter()
+      compiled[mode] = step.lower(state, batch, vgg).compile()
+      compile_s[mode] = time.perf_counter() - t
     memory[mode] = compiled[mode].memory_analysis().temp_size_in_bytes / 2 ** 30
     state, terms = compiled[mode](state, batch, vgg)  # Warm-up.
     jax.block_until_ready(terms)
-  conv.set_mode('auto')
   peak_before = matmul_peak()  # Before and after the steps: the machine's load drifts.
   times = {mode: [] for mode in modes}
   for _ in range(args.steps):

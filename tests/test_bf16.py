@@ -69,11 +69,8 @@ def _conv_dtypes(model, variables, inputs):
       for param in e.params.values():
         if hasattr(param, 'eqns') or hasattr(param, 'jaxpr'):
           yield from walk(getattr(param, 'jaxpr', param))
-  conv.set_mode('direct')
-  try:
+  with conv.using_mode('direct'):
     closed = jax.make_jaxpr(lambda v, *a: model.apply(v, *a))(variables, *inputs)
-  finally:
-    conv.set_mode('auto')
   return collections.Counter(walk(closed.jaxpr))
 
 

@@ -73,11 +73,8 @@ def test_only_plain_cpu_convolutions_take_the_per_tap_path():
   assert not conv.is_tapwise([(1, 1)] * 2, None, (2, 2), dn, 1, 4)
   assert not conv.is_tapwise([(1, 1)] * 2, None, None, dn, 2, 4)
   assert not conv.is_tapwise([(1, 1)] * 2, None, None, ('NCHW', 'OIHW', 'NCHW'), 1, 4)
-  conv.set_mode('xla')
-  try:
+  with conv.using_mode('xla'):
     assert not conv.is_tapwise([(1, 1)] * 2, None, None, dn, 1, 4)
-  finally:
-    conv.set_mode('auto')
   with pytest.raises(ValueError, match='tapwise'):
     conv.set_mode('tapwise')
 
@@ -93,8 +90,5 @@ def test_compiler_options_move_convolutions_off_ynnpack_with_the_same_result():
   eigen = jax.jit(f, compiler_options=options).lower(x, w).compile()
   assert 'ynn_fusion' in default.as_text() and 'ynn_fusion' not in eigen.as_text()
   np.testing.assert_allclose(eigen(x, w), default(x, w), rtol=1e-5, atol=1e-5)
-  conv.set_mode('xla')
-  try:
+  with conv.using_mode('xla'):
     assert conv.compiler_options() is None
-  finally:
-    conv.set_mode('auto')

@@ -53,11 +53,9 @@ def test_only_wide_3x3_stride_1_layers_take_winograd():
   assert not conv.is_winograd((4, 4, 128, 128), (1, 1), [(1, 1), (1, 1)])
   assert not conv.is_winograd((3, 3, 3, 128, 128), (1, 1, 1), [(1, 1)] * 3)
   for mode in ('direct', 'xla'):
-    conv.set_mode(mode)
-    try:
+    with conv.using_mode(mode):
       assert not conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])
-    finally:
-      conv.set_mode('auto')
+  assert conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])  # Restored.
 
 
 def test_model_convolution_takes_winograd_and_matches_xla():

@@ -1,4 +1,4 @@
-"""A convolution whose weight gradient is a sum of per-tap matrix products on the CPU.
+"""CPU convolutions: Winograd for wide 3x3 layers, per-tap matrix products for weight gradients.
 
 XLA:CPU runs the forward pass and the input gradient of a convolution at 100-170 GFLOP/s, but
 the weight gradient at 7-54 GFLOP/s on seg2vid's layers (3x3, 64-512 channels; ~160 GFLOP/s
@@ -11,12 +11,15 @@ of the correspondingly shifted (and strided) input with the output gradient:
 `conv_general_dilated` computes that with a `jax.custom_vjp` when the backend is the CPU (in a
 single process) and the convolution is a plain one (channels last, explicit padding, no
 dilation, no groups): the forward pass and the input gradient stay XLA's own convolution, only
-the weight gradient changes. On TPU and GPU, or for any other convolution, it is
+the weight gradient changes. Wide 3x3 stride-1 layers (WINOGRAD_MIN_CHANNELS) run as
+Winograd F(2x2, 3x3) instead (`ops.winograd`: 2.25x fewer multiplications, forward and both
+gradients). On TPU and GPU, or for any other convolution, it is
 `lax.conv_general_dilated` itself. It has that function's signature so that it plugs into
 ``flax.linen.Conv``. `compiler_options` goes with it: the XLA:CPU options under which the
 jitted steps run fastest (Eigen's convolutions instead of YNNPACK's).
 """
 
+import contextlib
 import functools
 import math
 
@@ -117,6 +120,18 @@ def set_mode(mode: str):
   if mode not in _MODES:
     raise ValueError(f'convolution mode must be one of {_MODES}, got {mode!r}')
   _MODE['mode'] = mode
+
+
+@contextlib.contextmanager
+def using_mode(mode: str):
+  """`set_mode(mode)` inside the block, the previous mode after it (functions traced inside
+  the block keep the mode's convolutions)."""
+  previous = _MODE['mode']
+  set_mode(mode)
+  try:
+    yield
+  finally:
+    _MODE['mode'] = previous
 
 
 def _cpu_choices_apply():
