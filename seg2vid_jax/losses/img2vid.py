@@ -207,7 +207,8 @@ def mask_loss(outputs):
 def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
               weights: Optional[Mapping[str, float]] = None, kl_free_nats: float = 0.0,
               flow_true=None, valid=None, labels=None):
-  """All nine terms (unweighted) and their weighted sum under 'total'.
+  """All nine terms (unweighted; those weighted by a constant 0 left out) and their weighted
+  sum under 'total'.
 
   Args:
     outputs: the dict returned by `Img2Vid` with the posterior (mu, logvar present).
@@ -251,8 +252,10 @@ def objective(outputs: Mapping[str, jnp.ndarray], video, vgg_params=None,
                        'dataset has them)')
     terms['flow_supervised_objects'] = flow_supervised_objects_loss(outputs, flow_true, valid,
                                                                     labels)
-  # A term weighted by a constant 0 is left out of the total, so that a term switched off
-  # (e.g. the KL of the z = mu probe, whose posterior is unbounded) cannot make it NaN.
-  terms['total'] = sum(weights[name] * value for name, value in terms.items()
-                       if not (isinstance(weights[name], (int, float)) and weights[name] == 0))
+  # A term weighted by a constant 0 is left out (of the total and of the terms reported and
+  # checked for non-finite values), so that a term switched off, e.g. the KL of the z = mu
+  # probe, whose posterior is unbounded, cannot stop training.
+  terms = {name: value for name, value in terms.items()
+           if not (isinstance(weights[name], (int, float)) and weights[name] == 0)}
+  terms['total'] = sum(weights[name] * value for name, value in terms.items())
   return terms
