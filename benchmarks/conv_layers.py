@@ -3,13 +3,14 @@
 For each layer shape (batch 8 = B·K frames of the published model at 128x256), times the
 forward pass and the forward + both gradients of the convolution as the model runs it
 (`ops.conv.conv_general_dilated` with its per-tap weight gradient, Eigen convolutions) and of
-`ops.winograd.conv3x3`, alternating, in one run; prints milliseconds, the direct convolution's
-GFLOP/s equivalent, and the Winograd speed-up.
+`ops.winograd.conv3x3` with 2x2 and 4x4 output tiles, one after the other in one run; prints
+milliseconds, the direct convolution's GFLOP/s equivalent, and the Winograd speed-ups.
 
   PYTHONPATH=. python benchmarks/conv_layers.py [--repeats=5]
 """
 
 import argparse
+import functools
 import time
 
 import jax
@@ -57,18 +58,20 @@ def main():
   conv.set_mode('direct')  # `direct` is the per-tap path; Winograd is called explicitly.
   rng = np.random.default_rng(0)
   print(f'{jax.devices()[0].platform}, {jax.device_count()} device(s); best of {args.repeats}')
-  print('layer (N, H, W, Cin, Cout)   | fwd direct / winograd ms (x) | fwd+bwd direct / winograd '
-        'ms (x) | direct fwd+bwd GFLOP/s')
+  print('layer (N, H, W, Cin, Cout)   | fwd ms: direct / F2 / F4 (speed-up F2, F4) | '
+        'fwd+bwd ms: direct / F2 / F4 (speed-up F2, F4) | direct fwd+bwd GFLOP/s')
   for n, h, w, ci, co in LAYERS:
     x = jnp.asarray(rng.standard_normal((n, h, w, ci)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((3, 3, ci, co)) / np.sqrt(9 * ci), jnp.float32)
     g = jnp.asarray(rng.standard_normal((n, h, w, co)), jnp.float32)
-    (df, db), (wf, wb) = compiled_pair(direct), compiled_pair(winograd.conv3x3)
-    t_df, t_wf = best_ms(df, (x, k), args.repeats), best_ms(wf, (x, k), args.repeats)
-    t_db, t_wb = best_ms(db, (x, k, g), args.repeats), best_ms(wb, (x, k, g), args.repeats)
+    fns = [direct] + [functools.partial(winograd.conv3x3, tile=t) for t in (2, 4)]
+    fwd, both = zip(*[[best_ms(f, inputs, args.repeats) for f, inputs in
+                       zip(compiled_pair(fn), ((x, k), (x, k, g)))] for fn in fns])
+    row = lambda t: (f'{t[0]:7.1f} / {t[1]:7.1f} / {t[2]:7.1f} '
+                     f'({t[0] / t[1]:4.2f}x, {t[0] / t[2]:4.2f}x)')
     flops = 2 * n * h * w * ci * co * 9
-    print(f'{str((n, h, w, ci, co)):28} | {t_df:7.1f} / {t_wf:7.1f} ({t_df / t_wf:4.2f}x) | '
-          f'{t_db:7.1f} / {t_wb:7.1f} ({t_db / t_wb:4.2f}x) | {3 * flops / t_db / 1e6:6.1f}')
+    print(f'{str((n, h, w, ci, co)):28} | {row(fwd)} | {row(both)} | '
+          f'{3 * flops / both[0] / 1e6:6.1f}')
 
 
 if __name__ == '__main__':
