@@ -107,6 +107,25 @@ def test_outputs_are_consistent_with_the_published_definition(two_path):
   assert out['flow'].shape == (2, 4, 64, 64, 2)
 
 
+def test_flow_in_pixels_scales_the_heads_output_to_normalised_units():
+  """With the same parameters, flow_in_pixels divides both flows by W/2 px per unit (x) and
+  H/2 (y): a non-square frame tells the axes apart."""
+  fields = dict(image_size=(64, 128), z_dim=512)
+  model, variables = small_model(**fields)
+  pixels = small_model(flow_in_pixels=True, **fields)[0]
+  rng = np.random.default_rng(1)
+  video = jnp.asarray(rng.uniform(0, 1, (2, 5, 64, 128, 3)), jnp.float32)
+  labels = jax.nn.one_hot(rng.integers(0, 20, (2, 64, 128)), 20)
+  noise = jnp.zeros((2, 64, 128, 3))
+  z = jnp.zeros((2, 1, 512))
+  ref = apply(model, variables, video, labels, noise, z)
+  out = apply(pixels, variables, video, labels, noise, z)
+  unit = np.asarray([2 / 127, 2 / 63], np.float32)
+  for name in ('flow', 'flow_back'):
+    np.testing.assert_allclose(np.asarray(out[name]), np.asarray(ref[name]) * unit, rtol=1e-6)
+  assert float(jnp.abs(ref['flow']).max()) > 0.1  # Not all zero: the scaling is seen.
+
+
 def test_latent_sampling_posterior_and_prior():
   model, variables = small_model()
   video, labels, noise = small_inputs()

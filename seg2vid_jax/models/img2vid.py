@@ -245,6 +245,10 @@ class Img2Vid(nn.Module):
   # the posterior nearly deterministic (z ~ mu), so the decoder sees the motion code clearly
   # before the KL term (a slow pull under Adam) widens it (docs/ABLATION.md).
   logvar_bias_init: float = 0.0
+  # The flow heads' outputs in pixels (converted to the warp's normalised units, 2/(W-1) per
+  # pixel in x, 2/(H-1) in y) instead of normalised units as published: the same model, but
+  # Adam's steps and the initial flows are a pixel's size, not W/2 pixels (docs/ABLATION.md).
+  flow_in_pixels: bool = False
   encoder_widths: Sequence[int] = (32, 64, 128, 256)
   motion_widths: Sequence[int] = (32, 64, 64, 128, 128)
   latent_channels: int = 64
@@ -347,8 +351,10 @@ class Img2Vid(nn.Module):
 
     per_clip = lambda x: x.reshape((b, k) + x.shape[1:])
     head = lambda name: Head(self.head_width, self.dtype, self.upconv_upsampling, name=name)
-    flow = per_clip(head('flownext')(feat, train))
-    flow_back = per_clip(head('flowprev')(feat, train))
+    unit = (jnp.asarray([2.0 / (w - 1), 2.0 / (h - 1)], jnp.float32) if self.flow_in_pixels
+            else 1.0)
+    flow = per_clip(head('flownext')(feat, train)) * unit
+    flow_back = per_clip(head('flowprev')(feat, train)) * unit
     masks = per_clip(nn.sigmoid(head('get_mask')(feat, train)))
     mask_fw, mask_bw = masks[..., 0], masks[..., 1]
 
