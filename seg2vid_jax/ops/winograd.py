@@ -15,11 +15,12 @@ kernel (G) and the outputs (A). Its gradients, which JAX derives by transposing 
 are again batched products (input: dM @ U^T, kernel: V^T @ dM), so the forward pass and both
 gradients all save the same factor. F(2x2)'s coefficients are 0, ±1 and ±1/2, exact in binary
 floating point: it differs from a direct convolution by float reordering only. F(4x4)'s
-include 1/6 and 1/24 and amplify rounding (about 10x a direct convolution's in float32; exact
-to 1e-12 in float64), so it is used for float32 and float64 only.
+include 1/6 and 1/24 and amplify rounding (about 7x F(2x2)'s error in float32; 1e-12 in
+float64).
 
-This is for XLA:CPU (`ops.conv` chooses it for wide layers on the CPU): there the products run
-near the matmul peak, while its direct convolutions cannot go faster than the peak. TPUs and
+This is for XLA:CPU: `ops.conv` chooses F(2x2) for wide layers on the CPU, where the products
+run near the matmul peak. F(4x4) is slower there at every width (its transforms cost more than
+its products save, docs/PERF.md) and is kept for `benchmarks/conv_layers.py` only. TPUs and
 GPUs keep XLA's own convolutions.
 """
 
@@ -62,10 +63,7 @@ def _combine(matrix, rows):
   out = []
   for coefficients in matrix:
     terms = [term(c, r) for c, r in zip(coefficients, rows) if c]
-    total = terms[0]
-    for t in terms[1:]:
-      total = total + t
-    out.append(total)
+    out.append(sum(terms[1:], terms[0]))
   return out
 
 
