@@ -9,7 +9,8 @@ load of a shared machine hits both alike. Prints the median time of a batch-1 pa
 under 1 s) and frames/s at batch 1 and batch 8, with XLA's FLOP count, the achieved GFLOP/s
 and the time the pass would take at the fp32 matmul peak measured in the same run.
 
-  CUDA_VISIBLE_DEVICES= python benchmarks/generate.py [--batches=1,8] [--repeats=3]
+  CUDA_VISIBLE_DEVICES= python benchmarks/generate.py [--batches=1,8] [--repeats=3] \
+      [--modes=auto,direct]
   (--dtype=bfloat16 to time bfloat16 compute instead)
 """
 
@@ -37,8 +38,11 @@ def main():
   parser.add_argument('--batches', default='1,8', help='batch sizes, timed interleaved')
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--dtype', default='float32', help="compute dtype: 'bfloat16' to try it")
+  parser.add_argument('--modes', default='auto',
+                      help="convolution modes of ops.conv, timed interleaved: e.g. 'auto,direct'")
   args = parser.parse_args()
   batches = [int(b) for b in args.batches.split(',')]
+  modes = args.modes.split(',')
 
   config = cityscapes.get_config()
   config.model.dtype = args.dtype
@@ -59,6 +63,7 @@ def main():
     return {name: out[name] for name in ('refined', 'warped', 'flow', 'mask_fw', 'mask_bw')}
 
   rng = np.random.default_rng(0)
+  runs = [(mode, b) for mode in modes for b in batches]
   compiled, inputs, flops = {}, {}, {}
   for b in batches:
     frame = jnp.asarray(rng.uniform(0, 1, (b, 1, h, w, model.channels)), jnp.float32)
@@ -66,38 +71,47 @@ def main():
     noise = jnp.asarray(rng.standard_normal((b, h, w, model.channels)), jnp.float32)
     z = jnp.asarray(rng.standard_normal((b,) + model.latent_shape), jnp.float32)
     inputs[b] = (variables, frame, labels, noise, z)
+  for run in runs:
+    mode, b = run
     t = time.perf_counter()
-    compiled[b] = generate.lower(*inputs[b]).compile()
-    cost = compiled[b].cost_analysis()
+    with conv.using_mode(mode):
+      compiled[run] = generate.lower(*inputs[b]).compile()
+    cost = compiled[run].cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops[b] = float(cost['flops'])
-    out = jax.block_until_ready(compiled[b](*inputs[b]))  # Warm-up.
+    flops[run] = float(cost['flops'])
+    out = jax.block_until_ready(compiled[run](*inputs[b]))  # Warm-up.
     assert out['refined'].shape == (b, k, h, w, model.channels), out['refined'].shape
     assert all(bool(jnp.isfinite(x).all()) for x in out.values())
-    print(f'batch {b}: compiled in {time.perf_counter() - t:.0f} s, '
-          f'{flops[b] / 1e9:.1f} GFLOP per pass (XLA cost analysis)')
+    print(f'mode {mode}, batch {b}: compiled in {time.perf_counter() - t:.0f} s, '
+          f'{flops[run] / 1e9:.1f} GFLOP per pass (XLA cost analysis)')
 
-  times = {b: [] for b in batches}
-  for _ in range(args.repeats):  # Interleaved: batch 1, batch 8, batch 1, ...
-    for b in batches:
+  times = {run: [] for run in runs}
+  for _ in range(args.repeats):  # Interleaved: every mode and batch, then again.
+    for run in runs:
       t = time.perf_counter()
-      jax.block_until_ready(compiled[b](*inputs[b]))
-      times[b].append(time.perf_counter() - t)
-  fps = {}
-  for b in batches:
-    med = float(np.median(times[b]))
-    fps[b] = b * k / med
-    print(f'batch {b}: {k} frames x {b}: median {med:.3f} s (min {min(times[b]):.3f}, '
-          f'{args.repeats} runs), {fps[b]:.1f} frames/s, {flops[b] / med / 1e9:.0f} GFLOP/s')
+      jax.block_until_ready(compiled[run](*inputs[run[1]]))
+      times[run].append(time.perf_counter() - t)
+  med = {run: float(np.median(times[run])) for run in runs}
+  for (mode, b) in runs:
+    m = med[mode, b]
+    print(f'mode {mode}, batch {b}: {k} frames x {b}: median {m:.3f} s '
+          f'(min {min(times[mode, b]):.3f}, {args.repeats} runs), {b * k / m:.1f} frames/s, '
+          f'{flops[mode, b] / m / 1e9:.0f} GFLOP/s')
   peak = matmul_peak()
   print(f'fp32 matmul peak measured now: {peak:.0f} GFLOP/s')
-  if 1 in batches:
-    med1 = float(np.median(times[1]))
-    print(f'batch 1 median {med1:.3f} s: {"under" if med1 < 1 else "OVER"} the 1 s target; '
-          f'{flops[1] / 1e9:.0f} GFLOP at the matmul peak would take {flops[1] / peak / 1e9:.2f} s '
-          f'(the pass runs at {flops[1] / med1 / peak / 1e9:.0%} of peak)')
-  for b in batches[1:]:
-    print(f'frames/s batch {b} / batch {batches[0]}: {fps[b] / fps[batches[0]]:.2f}x')
+  for mode in modes:
+    if 1 in batches:
+      m, f = med[mode, 1], flops[mode, 1]
+      print(f'mode {mode}: batch 1 median {m:.3f} s: {"under" if m < 1 else "OVER"} the 1 s '
+            f'target; {f / 1e9:.0f} GFLOP at the matmul peak would take {f / peak / 1e9:.2f} s '
+            f'(the pass runs at {f / m / peak / 1e9:.0%} of peak)')
+    for b in batches[1:]:
+      print(f'mode {mode}: frames/s batch {b} / batch {batches[0]}: '
+            f'{b * med[mode, batches[0]] / batches[0] / med[mode, b]:.2f}x')
+  for mode in modes[1:]:
+    for b in batches:
+      print(f'batch {b}: mode {modes[0]} is {med[mode, b] / med[modes[0], b]:.2f}x as fast as '
+            f'mode {mode}')
 
 
 if __name__ == '__main__':
