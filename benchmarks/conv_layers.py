@@ -3,8 +3,10 @@
 For each layer shape (batch 8 = B·K frames of the published model at 128x256), times the
 forward pass and the forward + both gradients of the convolution as the model runs it
 (`ops.conv.conv_general_dilated` with its per-tap weight gradient, Eigen convolutions) and of
-`ops.winograd.conv3x3` with 2x2 and 4x4 output tiles, one after the other in one run; prints
-milliseconds, the direct convolution's GFLOP/s equivalent, and the Winograd speed-ups.
+`ops.winograd.conv3x3` with 2x2 and 4x4 output tiles, and (fwd + bwd only) a hybrid: XLA's
+forward pass and input gradient with the F(2x2) weight gradient (`weight_grad_winograd`, not
+used by the model), one after the other in one run; prints milliseconds, the direct
+convolution's GFLOP/s equivalent, and the speed-ups.
 
   PYTHONPATH=. python benchmarks/conv_layers.py [--repeats=5]
 """
@@ -29,6 +31,28 @@ def direct(x, w):
   """The convolution as the model runs it without Winograd (mode 'direct')."""
   return conv.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@jax.custom_vjp
+def weight_grad_winograd(x, w):
+  """The direct convolution whose weight gradient is F(2x2, 3x3)'s (the transpose of
+  `winograd.conv3x3` in w) and whose input gradient is XLA's: does Winograd pay in the weight
+  gradient alone, where the per-tap products are slowest?"""
+  return direct(x, w)
+
+
+def _wgw_fwd(x, w):
+  return direct(x, w), (x, w)
+
+
+def _wgw_bwd(residuals, g):
+  x, w = residuals
+  (dx,) = jax.vjp(lambda x: direct(x, w), x)[1](g)
+  (dw,) = jax.linear_transpose(lambda w: winograd.conv3x3(x, w), w)(g)
+  return dx, dw
+
+
+weight_grad_winograd.defvjp(_wgw_fwd, _wgw_bwd)
 
 
 def compiled_pair(fn):
@@ -59,7 +83,8 @@ def main():
   rng = np.random.default_rng(0)
   print(f'{jax.devices()[0].platform}, {jax.device_count()} device(s); best of {args.repeats}')
   print('layer (N, H, W, Cin, Cout)   | fwd ms: direct / F2 / F4 (speed-up F2, F4) | '
-        'fwd+bwd ms: direct / F2 / F4 (speed-up F2, F4) | direct fwd+bwd GFLOP/s')
+        'fwd+bwd ms: direct / F2 / F4 (speed-up F2, F4) | fwd+bwd ms: F2 weight grad only '
+        '(speed-up) | direct fwd+bwd GFLOP/s')
   for n, h, w, ci, co in LAYERS:
     x = jnp.asarray(rng.standard_normal((n, h, w, ci)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((3, 3, ci, co)) / np.sqrt(9 * ci), jnp.float32)
@@ -69,9 +94,10 @@ def main():
                        zip(compiled_pair(fn), ((x, k), (x, k, g)))] for fn in fns])
     row = lambda t: (f'{t[0]:7.1f} / {t[1]:7.1f} / {t[2]:7.1f} '
                      f'({t[0] / t[1]:4.2f}x, {t[0] / t[2]:4.2f}x)')
+    hybrid = best_ms(compiled_pair(weight_grad_winograd)[1], (x, k, g), args.repeats)
     flops = 2 * n * h * w * ci * co * 9
     print(f'{str((n, h, w, ci, co)):28} | {row(fwd)} | {row(both)} | '
-          f'{3 * flops / both[0] / 1e6:6.1f}')
+          f'{hybrid:7.1f} ({both[0] / hybrid:4.2f}x) | {3 * flops / both[0] / 1e6:6.1f}')
 
 
 if __name__ == '__main__':
