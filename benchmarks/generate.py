@@ -3,9 +3,9 @@
 The Img2Vid model of configs/cityscapes.py (two paths, 128x256, K = 4), with random weights
 (the cost is what is measured), generates K = 4 frames from a first frame and a label map: one
 eval-mode pass on a 1-frame video, with z and the refinement noise given, so the motion
-encoder does not run (what `seg2vid_jax.generate.sample_videos` does per pass). Both batch
-sizes are compiled first, then timed interleaved (batch 1, batch 8, batch 1, ...) so that the
-load of a shared machine hits both alike. Prints the median time of a batch-1 pass (target:
+encoder does not run (what `seg2vid_jax.generate.sample_videos` does per pass). Every batch
+size (and `ops.conv` mode, `--modes`) is compiled first, then timed interleaved (batch 1,
+batch 8, batch 1, ...) so that the load of a shared machine hits all alike. Prints the median time of a batch-1 pass (target:
 under 1 s) and frames/s at batch 1 and batch 8, with XLA's FLOP count, the achieved GFLOP/s
 and the time the pass would take at the fp32 matmul peak measured in the same run.
 
