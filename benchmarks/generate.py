@@ -5,9 +5,10 @@ The Img2Vid model of configs/cityscapes.py (two paths, 128x256, K = 4), with ran
 eval-mode pass on a 1-frame video, with z and the refinement noise given, so the motion
 encoder does not run (what `seg2vid_jax.generate.sample_videos` does per pass). Every batch
 size (and `ops.conv` mode, `--modes`) is compiled first, then timed interleaved (batch 1,
-batch 8, batch 1, ...) so that the load of a shared machine hits all alike. Prints the median time of a batch-1 pass (target:
-under 1 s) and frames/s at batch 1 and batch 8, with XLA's FLOP count, the achieved GFLOP/s
-and the time the pass would take at the fp32 matmul peak measured in the same run.
+batch 8, batch 1, ...) so that the load of a shared machine hits all alike. Prints the median
+time of a batch-1 pass (target: under 1 s) and frames/s at batch 1 and batch 8, with XLA's
+FLOP count, the achieved GFLOP/s and the time the pass would take at the fp32 matmul peak
+measured in the same run.
 
   CUDA_VISIBLE_DEVICES= python benchmarks/generate.py [--batches=1,8] [--repeats=3] \
       [--modes=auto,direct]
