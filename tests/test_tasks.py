@@ -38,12 +38,24 @@ RECORDED = {
 }
 
 
+def recorded_tolerance(step: int, name: str) -> float:
+  """Relative tolerance of a recorded term. Step 1 (the initial parameters) is float
+  reordering only: within 4e-7 on another CPU (AVX-512 Xeon, 2026-12-02), the gradient norm
+  (a sum of 240k squares) within 4.9e-5. Adam's first update, about lr·sign(g), turns that
+  noise in near-zero gradients into changes of lr, so later steps drift on another CPU:
+  measured 1.8e-4 (step 2) and 4.0e-3 (step 3) on the loss terms, 3.2e-2 on the gradient norm.
+  """
+  if step == 1:
+    return 1e-3 if name == 'grad_norm' else 2e-5
+  return 1e-1 if name == 'grad_norm' else 1e-2
+
+
 def assert_recorded_losses(task: str, read, steps):
   """`read(tag) -> {step: value}` of a run's summaries matches `RECORDED[task]` at `steps`."""
   for step in steps:
     for name, value in RECORDED[task][step].items():
-      assert read(f'train/{name}')[step] == pytest.approx(value, rel=2e-5, abs=1e-6), (
-          task, step, name)
+      assert read(f'train/{name}')[step] == pytest.approx(
+          value, rel=recorded_tolerance(step, name), abs=1e-6), (task, step, name)
 
 
 def package_imports():

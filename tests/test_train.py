@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from configs import test as test_config
 from seg2vid_jax import evaluation
+from seg2vid_jax import input_pipeline
 from seg2vid_jax.losses import img2vid as losses
 from seg2vid_jax import train
 from seg2vid_jax.tasks import img2vid
@@ -107,10 +108,22 @@ def test_resume_repeats_the_uninterrupted_losses(uninterrupted, two_steps, tmp_p
     np.testing.assert_array_equal(a, b)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(two_steps, tmp_path):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(two_steps, tmp_path,
+                                                                  monkeypatch):
+  """A corrupt batch (NaN pixels) at step 3 of a resumed run: the same train step as the
+  other runs (a NaN loss weight would compile another), stopped naming the step."""
   workdir = str(tmp_path / 'nan')
   shutil.copytree(two_steps, workdir)
-  config = config_with(loss_weights={'recon': float('nan')})
+  create = input_pipeline.create_train_iterator
+
+  def corrupt_first(*args, **kwargs):
+    batches = create(*args, **kwargs)
+    batch = next(batches)
+    yield dict(batch, video=batch['video'] * np.nan)
+    yield from batches
+
+  monkeypatch.setattr(input_pipeline, 'create_train_iterator', corrupt_first)
+  config = config_with()
   with pytest.raises(train.NonFiniteLossError, match=r'step 3: .*total=nan'):
     train.train_and_evaluate(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2']
