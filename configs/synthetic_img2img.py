@@ -26,7 +26,7 @@ def img2img_fields(ngf, n_downsampling, n_blocks, num_D, ndf, n_layers):  # pyli
 
 def get_config():
   """Synthetic clips, first frames only; a generator and 2 discriminators for CPUs."""
-  config = synthetic.get_config()
+  config = synthetic.get_config('published')  # Its data, model sizes and seed 0.
   config.task = 'img2img'  # Stage 1: the shared trainer runs the GAN step.
   config.num_frames = 2  # Only frame 0 is used (the shortest clip the pipeline makes).
   config.img2img = img2img_fields(ngf=16, n_downsampling=3, n_blocks=3, num_D=2, ndf=16,

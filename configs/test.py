@@ -8,7 +8,7 @@ from configs import synthetic
 
 def get_config():
   """A few steps of a very narrow model on synthetic data (compiles and runs in seconds)."""
-  config = synthetic.get_config()
+  config = synthetic.get_config('published')
   config.num_frames = 3  # K = 2 predicted frames.
   config.batch_size = 8  # Divides over 8 simulated devices.
   config.two_path = False

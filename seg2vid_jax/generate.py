@@ -113,14 +113,16 @@ def first_frame_from_stage1(config, labels):
 
 
 def load_config_file(path: str):
-  """`get_config()` of a config file given by path (as `--config=` takes it)."""
+  """`get_config()` of a config file given by path, or `get_config(arg)` of `path:arg` (as
+  `--config=` takes them)."""
   import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, arg = path.partition(':')
   if not os.path.exists(path):
     raise FileNotFoundError(f'config file {path} does not exist')
   spec = importlib.util.spec_from_file_location('stage1_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def _rgb_uint8(images):

@@ -38,8 +38,8 @@ TRAIN_TOLERANCE = {'flow': 0.15, 'flow_back': 0.18, 'mask_fw': 0.03, 'mask_bw': 
 
 
 def _models():
-  fp32 = synthetic_config.get_config()
-  bf16 = synthetic_config.get_config()
+  fp32 = synthetic_config.get_config('published')
+  bf16 = synthetic_config.get_config('published')
   bf16.model.dtype = 'bfloat16'
   return img2vid.create_model(fp32), img2vid.create_model(bf16)
 

@@ -21,3 +21,20 @@ def test_config_loads_and_documents_its_run_command(name):
   assert config.num_train_steps > 0 and config.batch_size > 0
   if name != 'default':
     assert f'--config=configs/{name}.py' in module.__doc__, name
+
+
+def test_synthetic_variants_demo_and_published():
+  """configs/synthetic.py: the demo's objective by default, the published one as
+  `configs/synthetic.py:published` (what the test and ablation configs build on)."""
+  from configs import synthetic, test  # pylint: disable=g-import-not-at-top
+  from seg2vid_jax import generate  # pylint: disable=g-import-not-at-top
+  demo = generate.load_config_file(os.path.join(REPO, 'configs', 'synthetic.py'))
+  published = generate.load_config_file(os.path.join(REPO, 'configs', 'synthetic.py:published'))
+  assert published.loss_weights is None and published.kl_free_nats == 0.0
+  assert (published.seed, published.model.flow_in_pixels) == (0, False)
+  assert dict(demo.loss_weights) == {'flow_supervised': 1.0, 'mask': 1.0}
+  assert demo.kl_warmup_steps == demo.num_train_steps and demo.model.flow_in_pixels
+  assert demo.model.to_dict() != published.model.to_dict()
+  assert test.get_config().loss_weights is None
+  with pytest.raises(ValueError, match='synthetic.py:nope'):
+    synthetic.get_config('nope')
