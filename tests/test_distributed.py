@@ -44,7 +44,8 @@ def test_sharded_step_on_8_devices_equals_single_device_step(tmp_path):
   """One step: every loss term, the gradient norm and the BatchNorm statistics agree up to
   float reordering. (After that, Adam's first update, about lr·sign(g), turns reordering
   noise in near-zero gradients into differences of lr.)"""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
+  flags = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+  env = dict(os.environ, XLA_FLAGS=flags)
   path = str(tmp_path / 'step8.pkl')
   result = subprocess.run([sys.executable, '-c', SHARDED_SCRIPT, path], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)

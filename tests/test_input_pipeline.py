@@ -294,7 +294,8 @@ _SHARDED_SCRIPT = textwrap.dedent('''
 
 
 def test_global_batch_sharded_over_8_devices():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+  flags = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+  env = dict(os.environ, XLA_FLAGS=flags,
              CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
   result = subprocess.run([sys.executable, '-c', _SHARDED_SCRIPT], env=env, capture_output=True,
                           text=True, timeout=300, check=False)
