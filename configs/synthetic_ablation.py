@@ -13,8 +13,8 @@ from configs import synthetic
 
 
 def get_config():
-  """configs/synthetic.py:published with loss weights overridable from the command line (kl_free_nats
-  and kl_warmup_steps come from configs/default.py)."""
+  """configs/synthetic.py:published with loss weights overridable from the command line
+  (kl_free_nats and kl_warmup_steps come from configs/default.py)."""
   config = synthetic.get_config('published')
   # Overridable weights (the others keep losses.WEIGHTS); the extra terms are off as published.
   config.loss_weights = ml_collections.ConfigDict(dict(
