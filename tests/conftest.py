@@ -15,3 +15,10 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
 os.environ['XLA_FLAGS'] = ' '.join(
     f for f in (os.environ.get('XLA_FLAGS', ''), FAST_COMPILE_FLAG) if f)
+
+
+def subprocess_xla_flags(*extra, optimised=False):
+  """XLA_FLAGS for a subprocess: the suite's plus `extra`; `optimised` drops the -O0 flag."""
+  flags = [f for f in os.environ.get('XLA_FLAGS', '').split()
+           if not (optimised and f == FAST_COMPILE_FLAG)]
+  return ' '.join(flags + list(extra))

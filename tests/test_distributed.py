@@ -12,6 +12,7 @@ import numpy as np
 from configs import test as test_config
 from seg2vid_jax import input_pipeline, train
 from seg2vid_jax.tasks import base, img2vid
+from tests import conftest
 from tests.test_train import REPO, config_with, read_scalars
 
 
@@ -44,7 +45,7 @@ def test_sharded_step_on_8_devices_equals_single_device_step(tmp_path):
   """One step: every loss term, the gradient norm and the BatchNorm statistics agree up to
   float reordering. (After that, Adam's first update, about lr·sign(g), turns reordering
   noise in near-zero gradients into differences of lr.)"""
-  flags = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+  flags = conftest.subprocess_xla_flags('--xla_force_host_platform_device_count=8')
   env = dict(os.environ, XLA_FLAGS=flags)
   path = str(tmp_path / 'step8.pkl')
   result = subprocess.run([sys.executable, '-c', SHARDED_SCRIPT, path], cwd=REPO, env=env,

@@ -24,6 +24,7 @@ from seg2vid_jax import input_pipeline
 from seg2vid_jax.data import synthetic
 from seg2vid_jax.data import synthetic_tfds
 from seg2vid_jax.ops import warp
+from tests import conftest
 
 tfds.disable_progress_bar()
 NUM_DEVICES = jax.device_count()
@@ -294,7 +295,7 @@ _SHARDED_SCRIPT = textwrap.dedent('''
 
 
 def test_global_batch_sharded_over_8_devices():
-  flags = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+  flags = conftest.subprocess_xla_flags('--xla_force_host_platform_device_count=8')
   env = dict(os.environ, XLA_FLAGS=flags,
              CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
   result = subprocess.run([sys.executable, '-c', _SHARDED_SCRIPT], env=env, capture_output=True,

@@ -24,7 +24,7 @@ def float64_differences():
             'from tests import test_parity as t\n'
             'print("RESULT" + json.dumps({f: t.max_differences(f, True) for f in t.FIXTURES}))')
   # XLA's optimised backend: this run is minutes of arithmetic, not compilation.
-  flags = os.environ.get('XLA_FLAGS', '').replace(conftest.FAST_COMPILE_FLAG, '').strip()
+  flags = conftest.subprocess_xla_flags(optimised=True)
   result = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
                           text=True, timeout=1200, env=dict(os.environ, XLA_FLAGS=flags))
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
