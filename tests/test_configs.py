@@ -32,7 +32,8 @@ def test_synthetic_variants_demo_and_published():
   published = generate.load_config_file(os.path.join(REPO, 'configs', 'synthetic.py:published'))
   assert published.loss_weights is None and published.kl_free_nats == 0.0
   assert (published.seed, published.model.flow_in_pixels) == (0, False)
-  assert dict(demo.loss_weights) == {'flow_supervised': 1.0, 'mask': 1.0}
+  assert dict(demo.loss_weights) == {
+      'flow_supervised': 1.0, 'flow_supervised_objects': 0.15, 'mask': 1.0}
   assert demo.kl_warmup_steps == demo.num_train_steps and demo.model.flow_in_pixels
   assert demo.model.to_dict() != published.model.to_dict()
   assert test.get_config().loss_weights is None
