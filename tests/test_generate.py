@@ -98,6 +98,20 @@ def test_long_video_repeats_stage_2_with_warped_labels(workdirs):
                                atol=1e-5)
 
 
+def test_long_video_stats_per_pass():
+  """Mask means and Laplacian energies per pass of K frames, the last pass possibly short."""
+  frame = np.zeros((4, 4, 1))
+  frame[1, 1] = 1.0  # The Laplacian's 2x2 interior: responses 4, -1, -1, 0 -> energy 18/4.
+  assert generate.high_frequency_energy(frame) == pytest.approx(18 / 4)
+  refined = frame[None, None] * np.array([1, 1, 0.5, 0.5, 0.1])[None, :, None, None, None]
+  mask = np.broadcast_to(np.array([1, 0.5, 0.5, 0.5, 0.25])[None, :, None, None, None],
+                         (1, 5, 4, 4, 1))
+  stats = generate.long_video_stats(frame, {'refined': refined, 'mask_fw': mask}, k=2)
+  np.testing.assert_allclose(stats['mean_mask_fw_per_pass'], [0.75, 0.5, 0.25])
+  np.testing.assert_allclose(stats['high_frequency_energy_per_pass'], [1, 0.25, 0.01])
+  assert stats['high_frequency_energy_last_over_first'] == pytest.approx(0.01)
+
+
 def test_bad_inputs_name_the_file_and_the_problem(tmp_path):
   ids = tmp_path / 'ids.png'
   Image.fromarray(np.full((64, 64), 25, np.uint8)).save(ids)
