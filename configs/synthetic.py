@@ -1,6 +1,6 @@
 """The CPU demo: a narrow seg2vid on the built-in synthetic street scenes, 64x64.
 
-Trains in 10 to 14 minutes on 2 CPU cores (`make demo` runs it, then evaluates and generates):
+Trains in 9 to 15 minutes on 2 CPU cores (`make demo` runs it, then evaluates and generates):
 
   python -m seg2vid_jax.main --config=configs/synthetic.py --workdir=workdirs/synthetic
 
