@@ -46,6 +46,25 @@ def ssim(pred, target, filter_size: int = 11):
   return _per_frame(metric, pred, target)
 
 
+def laplacian_energy(images):
+  """Mean squared response of the 3x3 Laplacian per image, (..., H, W, C) in [0, 1] -> (...):
+  the fine detail an image holds (blur lowers it, noise raises it)."""
+  x = jnp.asarray(images, jnp.float32)
+  lap = (4 * x[..., 1:-1, 1:-1, :] - x[..., :-2, 1:-1, :] - x[..., 2:, 1:-1, :] -
+         x[..., 1:-1, :-2, :] - x[..., 1:-1, 2:, :])
+  return jnp.mean(jnp.square(lap), axis=(-3, -2, -1))
+
+
+def detail_ratio(pred, target):
+  """Fine detail kept per frame, (B, K, H, W, C) pairs -> (B, K): the prediction's Laplacian
+  energy over the true frame's (1: as detailed, below 1: blurrier); NaN for a flat true frame.
+
+  PSNR rewards a blurred mean prediction under uncertainty; this shows the blur itself.
+  """
+  truth = laplacian_energy(target)
+  return jnp.where(truth > 0, laplacian_energy(pred) / jnp.maximum(truth, 1e-12), jnp.nan)
+
+
 def best_of_n(metric_samples, higher_is_better: bool = True):
   """Per-frame values of the best of N stochastic samples, (N, B, K) -> (B, K).
 

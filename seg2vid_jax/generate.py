@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from seg2vid_jax import checkpoints
+from seg2vid_jax import evaluation
 from seg2vid_jax.tasks import img2img
 from seg2vid_jax import visualize
 from seg2vid_jax.ops import conv
@@ -158,12 +159,9 @@ def write_outputs(output_dir: str, frame, labels, samples, fps: int = 4):
 
 
 def high_frequency_energy(images):
-  """Mean squared response of the 3x3 Laplacian over (…, H, W, C) images in [0, 1]: the fine
-  detail an image holds (blur lowers it, noise raises it)."""
-  x = np.asarray(images, np.float64)
-  lap = (4 * x[..., 1:-1, 1:-1, :] - x[..., :-2, 1:-1, :] - x[..., 2:, 1:-1, :] -
-         x[..., 1:-1, :-2, :] - x[..., 1:-1, 2:, :])
-  return float(np.mean(np.square(lap)))
+  """Mean Laplacian energy over (..., H, W, C) images in [0, 1] (`evaluation.laplacian_energy`):
+  the fine detail they hold (blur lowers it, noise raises it)."""
+  return float(np.mean(evaluation.laplacian_energy(images)))
 
 
 def long_video_stats(frame, samples, k: int):

@@ -59,6 +59,9 @@ def summary_lines(results):
       f'- posterior EPE / zero flow: {get("epe_px/posterior") / get("epe_px/zero_flow"):.2f} '
       f'(valid pixels), {get("epe_obj_px/posterior") / get("epe_obj_px/zero_flow"):.2f} '
       '(moving objects)',
+      f'- fine detail kept (Laplacian energy / the true frame\'s): '
+      f'{get("detail/posterior_warped"):.2f} warped, {get("detail/posterior"):.2f} refined '
+      f'(posterior); {get("detail/prior_sample"):.2f} (one prior sample)',
   ]
 
 

@@ -266,3 +266,15 @@ def test_best_of_n_ignores_frames_without_a_value():
   nan = float('nan')
   best = evaluation.best_of_n(jnp.array([[[1.0, nan]], [[0.1, nan]]]), higher_is_better=False)
   np.testing.assert_allclose(np.asarray(best), [[0.1, nan]], rtol=1e-6)
+
+
+def test_detail_ratio_is_the_laplacian_energy_against_the_true_frame():
+  target = np.random.default_rng(0).uniform(size=(1, 3, 8, 8, 3)).astype(np.float32)
+  blurred = (target + np.roll(target, 1, axis=2) + np.roll(target, 1, axis=3)) / 3
+  pred = np.stack([0.5 * target[:, 0] + 0.25, target[:, 1] + 0.1, blurred[:, 2]], axis=1)
+  ratio = np.asarray(evaluation.detail_ratio(pred, target))
+  np.testing.assert_allclose(ratio[0, :2], [0.25, 1.0], rtol=1e-5)  # Contrast halved; offset.
+  assert 0.1 < ratio[0, 2] < 0.6  # A 3-tap blur keeps part of a white texture's detail.
+  flat = np.full_like(target, 0.5)
+  assert np.all(np.isnan(evaluation.detail_ratio(pred, flat)))  # No detail to keep.
+  np.testing.assert_allclose(evaluation.laplacian_energy(flat), 0.0, atol=1e-12)

@@ -108,7 +108,7 @@ def test_long_video_stats_per_pass():
                          (1, 5, 4, 4, 1))
   stats = generate.long_video_stats(frame, {'refined': refined, 'mask_fw': mask}, k=2)
   np.testing.assert_allclose(stats['mean_mask_fw_per_pass'], [0.75, 0.5, 0.25])
-  np.testing.assert_allclose(stats['high_frequency_energy_per_pass'], [1, 0.25, 0.01])
+  np.testing.assert_allclose(stats['high_frequency_energy_per_pass'], [1, 0.25, 0.01], rtol=1e-6)
   assert stats['high_frequency_energy_last_over_first'] == pytest.approx(0.01)
 
 

@@ -228,7 +228,8 @@ def test_eval_metrics_values_on_fixed_outputs():
                    'mask_fw': np.full((b, k, h, w), 0.5, np.float32)})
   posterior_flow = true_flow.copy()
   posterior_flow[..., 0] += 0.5 * px
-  posterior = {'refined': gt + np.float32(0.05), 'flow': posterior_flow,
+  posterior = {'refined': gt + np.float32(0.05), 'warped': 0.5 * gt + np.float32(0.25),
+               'flow': posterior_flow,
                'mask_fw': np.ones((b, k, h, w), np.float32),
                'mu': rng.normal(size=(b, 1, 8)).astype(np.float32),
                'logvar': rng.normal(size=(b, 1, 8)).astype(np.float32)}
@@ -271,6 +272,11 @@ def test_eval_metrics_values_on_fixed_outputs():
   np.testing.assert_allclose(out['epe_obj_px/posterior'], 0.5, rtol=1e-4)
   np.testing.assert_allclose(out['epe_obj_px/zero_flow'], [[1.0, np.sqrt(5.0)]] * b, rtol=1e-5)
 
+  # Detail kept: an offset keeps all of it, halving the contrast keeps a quarter.
+  np.testing.assert_allclose(out['detail/posterior'], np.ones((b, k)), rtol=1e-4)
+  np.testing.assert_allclose(out['detail/posterior_warped'], np.full((b, k), 0.25), rtol=1e-4)
+  np.testing.assert_allclose(out['detail/prior_sample'], np.ones((b, k)), rtol=1e-4)
+
   # Per-clip KL, the mean forward mask and the spread between the prior samples.
   np.testing.assert_allclose(out['kl_nats/posterior'],
                              evaluation.kl_per_clip(posterior['mu'], posterior['logvar']),
@@ -297,12 +303,14 @@ def test_eval_metrics_values_on_fixed_outputs():
 def test_eval_metrics_without_flow_or_priors():
   b, k, h, w = 1, 2, 16, 16
   video = np.random.default_rng(1).uniform(size=(b, k + 1, h, w, 3)).astype(np.float32)
-  posterior = {'refined': video[:, 1:], 'flow': np.zeros((b, k, h, w, 2), np.float32),
+  posterior = {'refined': video[:, 1:], 'warped': video[:, 1:],
+               'flow': np.zeros((b, k, h, w, 2), np.float32),
                'mask_fw': np.full((b, k, h, w), 0.25, np.float32),
                'mu': np.zeros((b, 1, 8), np.float32), 'logvar': np.zeros((b, 1, 8), np.float32)}
   out = jax.device_get(img2vid.eval_metrics({'video': video}, posterior, []))
   assert set(out) == {'kl_nats/posterior', 'mask_fw/posterior', 'psnr/posterior',
-                      'ssim/posterior', 'psnr/copy_first_frame', 'ssim/copy_first_frame'}
+                      'ssim/posterior', 'psnr/copy_first_frame', 'ssim/copy_first_frame',
+                      'detail/posterior', 'detail/posterior_warped'}
   np.testing.assert_array_equal(out['kl_nats/posterior'], [0.0])
   np.testing.assert_allclose(out['mask_fw/posterior'], [[0.25, 0.25]])
   assert np.all(np.isinf(out['psnr/posterior']))

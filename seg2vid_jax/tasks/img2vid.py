@@ -164,9 +164,11 @@ def eval_metrics(batch, posterior, priors):
 
   kinds: posterior (z = mu), prior_sample (the first prior sample), prior_best_of_n (the best
   of the N samples of each clip, one sample per clip and metric), copy_first_frame and
-  zero_flow baselines. Also the posterior's KL per clip in nats, its mean forward mask, and
-  the spread between prior samples (pixels and flow). Flow end-point errors (synthetic data)
-  are over the valid pixels (`epe_px`) and over the moving-object pixels only (`epe_obj_px`).
+  zero_flow baselines. Also the posterior's KL per clip in nats, its mean forward mask, the
+  spread between prior samples (pixels and flow), and the fine detail kept (`detail`: Laplacian
+  energy against the true frame's) of the warped and refined frames. Flow end-point errors
+  (synthetic data) are over the valid pixels (`epe_px`) and over the moving-object pixels only
+  (`epe_obj_px`).
   """
   video = batch['video']
   gt = video[:, 1:]
@@ -179,7 +181,11 @@ def eval_metrics(batch, posterior, priors):
   for kind, pred in predictions.items():
     out[f'psnr/{kind}'] = evaluation.psnr(pred, gt)
     out[f'ssim/{kind}'] = evaluation.ssim(pred, gt)
+  # How much of the true frames' fine detail survives the warp and the refinement.
+  out['detail/posterior_warped'] = evaluation.detail_ratio(posterior['warped'], gt)
+  out['detail/posterior'] = evaluation.detail_ratio(posterior['refined'], gt)
   if priors:
+    out['detail/prior_sample'] = evaluation.detail_ratio(priors[0]['refined'], gt)
     out['psnr/prior_best_of_n'] = evaluation.best_of_n(
         jnp.stack([evaluation.psnr(p['refined'], gt) for p in priors]))
     out['ssim/prior_best_of_n'] = evaluation.best_of_n(
