@@ -13,7 +13,8 @@ ROWS = (('seg2vid_jax, posterior (z = mu of the true clip)', 'posterior'),
         ('seg2vid_jax, one prior sample (z ~ N(0, I))', 'prior_sample'),
         ('seg2vid_jax, best of N prior samples', 'prior_best_of_n'),
         ('copy the first frame (baseline)', 'copy_first_frame'),
-        ('zero flow (baseline)', 'zero_flow'))
+        ('zero flow (baseline)', 'zero_flow'),
+        ('first frame warped by the exact flow (oracle, synthetic data)', 'exact_flow_warp'))
 
 
 def latest_eval(workdir: str):
@@ -55,13 +56,15 @@ def summary_lines(results):
       f'pixel difference), {get("spread/prior_flow_px"):.2f} px (flow)',
       f'- posterior - copy: {get("psnr/posterior") - copy:+.2f} dB; one prior sample - copy: '
       f'{get("psnr/prior_sample") - copy:+.2f} dB; best of N - copy: '
-      f'{get("psnr/prior_best_of_n") - copy:+.2f} dB',
+      f'{get("psnr/prior_best_of_n") - copy:+.2f} dB; exact-flow warp - copy: '
+      f'{get("psnr/exact_flow_warp") - copy:+.2f} dB',
       f'- posterior EPE / zero flow: {get("epe_px/posterior") / get("epe_px/zero_flow"):.2f} '
       f'(valid pixels), {get("epe_obj_px/posterior") / get("epe_obj_px/zero_flow"):.2f} '
       '(moving objects)',
       f'- fine detail kept (Laplacian energy / the true frame\'s): '
       f'{get("detail/posterior_warped"):.2f} warped, {get("detail/posterior"):.2f} refined '
-      f'(posterior); {get("detail/prior_sample"):.2f} (one prior sample)',
+      f'(posterior); {get("detail/prior_sample"):.2f} (one prior sample); '
+      f'{get("detail/exact_flow_warp"):.2f} (exact-flow warp)',
   ]
 
 

@@ -14,6 +14,7 @@ RESULTS = {'psnr/posterior/mean': 19.16, 'psnr/prior_sample/mean': 18.17,
            'mask_fw/moving_objects/mean': 0.999, 'spread/prior_pixels/mean': 0.0191,
            'spread/prior_flow_px/mean': 0.5, 'detail/posterior_warped/mean': 0.49,
            'detail/posterior/mean': 0.31, 'detail/prior_sample/mean': 0.3,
+           'psnr/exact_flow_warp/mean': 20.64, 'detail/exact_flow_warp/mean': 0.57,
            'psnr/posterior/frame_1': 20.3, 'psnr/posterior/frame_2': 18.0}
 
 
@@ -30,11 +31,14 @@ def test_tables_and_margins_from_fixed_results():
   table = report.markdown_table(RESULTS).splitlines()
   assert table[2] == ('| seg2vid_jax, posterior (z = mu of the true clip) | 19.16 | - | 0.99 '
                       '| 4.89 |')
-  assert table[-1] == '| zero flow (baseline) | - | - | 1.85 | 8.00 |'
+  assert table[-2] == '| zero flow (baseline) | - | - | 1.85 | 8.00 |'
+  assert table[-1].endswith('(oracle, synthetic data) | 20.64 | - | - | - |')
   lines = report.summary_lines(RESULTS)
   assert 'posterior - copy: +2.61 dB' in lines[2] and 'best of N - copy: +2.19 dB' in lines[2]
+  assert 'exact-flow warp - copy: +4.09 dB' in lines[2]
   assert '0.54 (valid pixels), 0.61 (moving objects)' in lines[3]
-  assert '0.49 warped, 0.31 refined (posterior); 0.30 (one prior sample)' in lines[4]
+  assert lines[4].endswith('0.49 warped, 0.31 refined (posterior); 0.30 (one prior sample); '
+                           '0.57 (exact-flow warp)')
   frames = report.per_frame_table(RESULTS).splitlines()
   assert frames[0] == '| psnr per frame | frame 1 | frame 2 |'
   assert frames[2] == '| posterior | 20.30 | 18.00 |'

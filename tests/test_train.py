@@ -272,6 +272,11 @@ def test_eval_metrics_values_on_fixed_outputs():
   np.testing.assert_allclose(out['epe_obj_px/posterior'], 0.5, rtol=1e-4)
   np.testing.assert_allclose(out['epe_obj_px/zero_flow'], [[1.0, np.sqrt(5.0)]] * b, rtol=1e-5)
 
+  # The oracle: frame 0 shifted by the exact (whole-pixel) flow, zeros where it leaves the image.
+  shifted = np.zeros_like(gt)
+  for i, (dx, dy) in enumerate(shifts):
+    shifted[:, i, dy:, dx:] = video[:, 0, :h - dy, :w - dx]
+  np.testing.assert_allclose(out['psnr/exact_flow_warp'], _np_psnr(shifted, gt), rtol=1e-4)
   # Detail kept: an offset keeps all of it, halving the contrast keeps a quarter.
   np.testing.assert_allclose(out['detail/posterior'], np.ones((b, k)), rtol=1e-4)
   np.testing.assert_allclose(out['detail/posterior_warped'], np.full((b, k), 0.25), rtol=1e-4)

@@ -22,6 +22,7 @@ from seg2vid_jax import evaluation
 from seg2vid_jax import visualize
 from seg2vid_jax.losses import img2vid as losses
 from seg2vid_jax.models import Img2Vid, init_variables
+from seg2vid_jax.ops import warp
 from seg2vid_jax.tasks import base
 
 
@@ -164,11 +165,12 @@ def eval_metrics(batch, posterior, priors):
 
   kinds: posterior (z = mu), prior_sample (the first prior sample), prior_best_of_n (the best
   of the N samples of each clip, one sample per clip and metric), copy_first_frame and
-  zero_flow baselines. Also the posterior's KL per clip in nats, its mean forward mask, the
-  spread between prior samples (pixels and flow), and the fine detail kept (`detail`: Laplacian
-  energy against the true frame's) of the warped and refined frames. Flow end-point errors
-  (synthetic data) are over the valid pixels (`epe_px`) and over the moving-object pixels only
-  (`epe_obj_px`).
+  zero_flow baselines, and with the exact flow (synthetic data) the oracle exact_flow_warp:
+  the first frame warped by it, a bound on what the flow alone gives. Also the posterior's
+  KL per clip in nats, its mean forward mask, the spread between prior samples (pixels and
+  flow), and the fine detail kept (`detail`: Laplacian energy against the true frame's) of the
+  warped and refined frames. Flow end-point errors (synthetic data) are over the valid pixels
+  (`epe_px`) and over the moving-object pixels only (`epe_obj_px`).
   """
   video = batch['video']
   gt = video[:, 1:]
@@ -178,14 +180,18 @@ def eval_metrics(batch, posterior, priors):
                  'copy_first_frame': evaluation.copy_first_frame_baseline(video)}
   if priors:
     predictions['prior_sample'] = priors[0]['refined']
+  if 'flow' in batch:  # Oracle: the first frame warped by the exact flow, no refinement.
+    predictions['exact_flow_warp'] = warp(
+        jnp.broadcast_to(video[:, :1], gt.shape).astype(jnp.float32), batch['flow'])
   for kind, pred in predictions.items():
     out[f'psnr/{kind}'] = evaluation.psnr(pred, gt)
     out[f'ssim/{kind}'] = evaluation.ssim(pred, gt)
   # How much of the true frames' fine detail survives the warp and the refinement.
   out['detail/posterior_warped'] = evaluation.detail_ratio(posterior['warped'], gt)
-  out['detail/posterior'] = evaluation.detail_ratio(posterior['refined'], gt)
+  for kind in ('posterior', 'prior_sample', 'exact_flow_warp'):
+    if kind in predictions:
+      out[f'detail/{kind}'] = evaluation.detail_ratio(predictions[kind], gt)
   if priors:
-    out['detail/prior_sample'] = evaluation.detail_ratio(priors[0]['refined'], gt)
     out['psnr/prior_best_of_n'] = evaluation.best_of_n(
         jnp.stack([evaluation.psnr(p['refined'], gt) for p in priors]))
     out['ssim/prior_best_of_n'] = evaluation.best_of_n(
