@@ -10,6 +10,7 @@ import re
 import sys
 
 ROWS = (('seg2vid_jax, posterior (z = mu of the true clip)', 'posterior'),
+        ('the same, warped first frame before the refinement', 'posterior_warped'),
         ('seg2vid_jax, one prior sample (z ~ N(0, I))', 'prior_sample'),
         ('seg2vid_jax, best of N prior samples', 'prior_best_of_n'),
         ('copy the first frame (baseline)', 'copy_first_frame'),

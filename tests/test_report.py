@@ -14,7 +14,7 @@ RESULTS = {'psnr/posterior/mean': 19.16, 'psnr/prior_sample/mean': 18.17,
            'mask_fw/moving_objects/mean': 0.999, 'spread/prior_pixels/mean': 0.0191,
            'spread/prior_flow_px/mean': 0.5, 'detail/posterior_warped/mean': 0.49,
            'detail/posterior/mean': 0.31, 'detail/prior_sample/mean': 0.3,
-           'psnr/exact_flow_warp/mean': 20.64, 'detail/exact_flow_warp/mean': 0.57,
+           'psnr/exact_flow_warp/mean': 20.64, 'psnr/posterior_warped/mean': 18.59, 'detail/exact_flow_warp/mean': 0.57,
            'psnr/posterior/frame_1': 20.3, 'psnr/posterior/frame_2': 18.0}
 
 
@@ -31,6 +31,7 @@ def test_tables_and_margins_from_fixed_results():
   table = report.markdown_table(RESULTS).splitlines()
   assert table[2] == ('| seg2vid_jax, posterior (z = mu of the true clip) | 19.16 | - | 0.99 '
                       '| 4.89 |')
+  assert table[3] == '| the same, warped first frame before the refinement | 18.59 | - | - | - |'
   assert table[-2] == '| zero flow (baseline) | - | - | 1.85 | 8.00 |'
   assert table[-1].endswith('(oracle, synthetic data) | 20.64 | - | - | - |')
   lines = report.summary_lines(RESULTS)

@@ -163,20 +163,21 @@ def moved_flow(outputs):
 def eval_metrics(batch, posterior, priors):
   """Per-clip metrics of a batch: (B, K) arrays (per frame) or (B,) (per clip), 'name/kind'.
 
-  kinds: posterior (z = mu), prior_sample (the first prior sample), prior_best_of_n (the best
+  kinds: posterior (z = mu), posterior_warped (its warped first frame, before the
+  refinement), prior_sample (the first prior sample), prior_best_of_n (the best
   of the N samples of each clip, one sample per clip and metric), copy_first_frame and
   zero_flow baselines, and with the exact flow (synthetic data) the oracle exact_flow_warp:
   the first frame warped by it, a bound on what the flow alone gives. Also the posterior's
   KL per clip in nats, its mean forward mask, the spread between prior samples (pixels and
-  flow), and the fine detail kept (`detail`: Laplacian energy against the true frame's) of the
-  warped and refined frames. Flow end-point errors (synthetic data) are over the valid pixels
+  flow), and the fine detail kept (`detail`: Laplacian energy against the true frame's) of
+  each prediction. Flow end-point errors (synthetic data) are over the valid pixels
   (`epe_px`) and over the moving-object pixels only (`epe_obj_px`).
   """
   video = batch['video']
   gt = video[:, 1:]
   out = {'kl_nats/posterior': evaluation.kl_per_clip(posterior['mu'], posterior['logvar']),
          'mask_fw/posterior': jnp.mean(posterior['mask_fw'], axis=(2, 3))}
-  predictions = {'posterior': posterior['refined'],
+  predictions = {'posterior': posterior['refined'], 'posterior_warped': posterior['warped'],
                  'copy_first_frame': evaluation.copy_first_frame_baseline(video)}
   if priors:
     predictions['prior_sample'] = priors[0]['refined']
@@ -186,11 +187,7 @@ def eval_metrics(batch, posterior, priors):
   for kind, pred in predictions.items():
     out[f'psnr/{kind}'] = evaluation.psnr(pred, gt)
     out[f'ssim/{kind}'] = evaluation.ssim(pred, gt)
-  # How much of the true frames' fine detail survives the warp and the refinement.
-  out['detail/posterior_warped'] = evaluation.detail_ratio(posterior['warped'], gt)
-  for kind in ('posterior', 'prior_sample', 'exact_flow_warp'):
-    if kind in predictions:
-      out[f'detail/{kind}'] = evaluation.detail_ratio(predictions[kind], gt)
+    out[f'detail/{kind}'] = evaluation.detail_ratio(pred, gt)
   if priors:
     out['psnr/prior_best_of_n'] = evaluation.best_of_n(
         jnp.stack([evaluation.psnr(p['refined'], gt) for p in priors]))
