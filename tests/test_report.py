@@ -14,7 +14,8 @@ RESULTS = {'psnr/posterior/mean': 19.16, 'psnr/prior_sample/mean': 18.17,
            'mask_fw/moving_objects/mean': 0.999, 'spread/prior_pixels/mean': 0.0191,
            'spread/prior_flow_px/mean': 0.5, 'detail/posterior_warped/mean': 0.49,
            'detail/posterior/mean': 0.31, 'detail/prior_sample/mean': 0.3,
-           'psnr/exact_flow_warp/mean': 20.64, 'psnr/posterior_warped/mean': 18.59, 'detail/exact_flow_warp/mean': 0.57,
+           'psnr/exact_flow_warp/mean': 20.64, 'psnr/posterior_warped/mean': 18.59,
+           'detail/exact_flow_warp/mean': 0.57,
            'psnr/posterior/frame_1': 20.3, 'psnr/posterior/frame_2': 18.0}
 
 

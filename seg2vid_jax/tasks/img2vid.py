@@ -183,7 +183,7 @@ def eval_metrics(batch, posterior, priors):
     predictions['prior_sample'] = priors[0]['refined']
   if 'flow' in batch:  # Oracle: the first frame warped by the exact flow, no refinement.
     predictions['exact_flow_warp'] = warp(
-        jnp.broadcast_to(video[:, :1], gt.shape).astype(jnp.float32), batch['flow'])
+        predictions['copy_first_frame'].astype(jnp.float32), batch['flow'])
   for kind, pred in predictions.items():
     out[f'psnr/{kind}'] = evaluation.psnr(pred, gt)
     out[f'ssim/{kind}'] = evaluation.ssim(pred, gt)
