@@ -40,6 +40,7 @@ def get_config():
   config.model.upconv_upsampling = 'bilinear'  # Flow decoder/heads x2: 'nearest' in the image-only model.
   config.model.logvar_bias_init = 0.0  # Initial fc2 (logvar) bias; < 0 starts z ~ mu (not published).
   config.model.flow_in_pixels = False  # Flow heads output pixels, not normalised units (not published).
+  config.model.refine_residual = False  # Refinement corrects the warped frame (not published).
   config.model.encoder_widths = (32, 64, 128, 256)  # Image encoder; the flow decoder mirrors it.
   config.model.motion_widths = (32, 64, 64, 128, 128)  # Motion encoder convolutions.
   config.model.latent_channels = 64  # Channels of the (H/16, W/16) latent map.

@@ -126,6 +126,25 @@ def test_flow_in_pixels_scales_the_heads_output_to_normalised_units():
   assert float(jnp.abs(ref['flow']).max()) > 0.1  # Not all zero: the scaling is seen.
 
 
+def test_refine_residual_starts_as_the_warp_and_then_corrects_it():
+  """refine_residual: one scalar parameter more; at its zero initial gain the prediction is the
+  warped frame (clipped to [1e-3, 1 - 1e-3]), and a gain of 1 moves it by the U-Net's output."""
+  model, variables = small_model(refine_residual=True)
+  published = small_model()[1]['params']['refine_net']['image_decoder']
+  decoder = dict(variables['params']['refine_net']['image_decoder'])
+  assert float(decoder.pop('residual_gain')) == 0.0
+  assert jax.tree.map(jnp.shape, decoder) == jax.tree.map(jnp.shape, dict(published))
+  video, labels, noise = small_inputs()
+  z = jnp.zeros((2, 1, 256))
+  out = apply(model, variables, video, labels, noise, z)
+  np.testing.assert_allclose(np.asarray(out['refined']),
+                             np.clip(np.asarray(out['warped']), 1e-3, 1 - 1e-3), atol=1e-6)
+  params = flax.core.unfreeze(variables['params'])
+  params['refine_net']['image_decoder']['residual_gain'] = jnp.ones(())
+  moved = apply(model, dict(variables, params=params), video, labels, noise, z)['refined']
+  assert float(jnp.abs(moved - out['refined']).mean()) > 0.01
+
+
 def test_latent_sampling_posterior_and_prior():
   model, variables = small_model()
   video, labels, noise = small_inputs()

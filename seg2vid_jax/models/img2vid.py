@@ -168,7 +168,7 @@ class RefineDecoder(nn.Module):
   dtype: Any = None
 
   @nn.compact
-  def __call__(self, code, skips, train: bool):
+  def __call__(self, code, skips, train: bool, base=None):
     levels = len(self.widths)
     bn = lambda name: layers.BatchNorm(groups=self.bn_groups, name=name, dtype=self.dtype)
     x = layers.conv(self.widths[-1], 4, 1, 3, True, 'upc1_0', self.dtype)(code)
@@ -186,8 +186,14 @@ class RefineDecoder(nn.Module):
     x = jnp.concatenate([layers.upsample2x(x), skips[0]], axis=-1)
     x = layers.VGGLayer(self.widths[0], self.bn_groups, self.dtype,
                         name=f'upc{levels + 1}_0')(x, train)
-    x = layers.conv(self.channels, 3, 1, 1, True, f'upc{levels + 1}_1', self.dtype)(x)
-    return nn.sigmoid(layers.at_least_f32(x))
+    x = layers.at_least_f32(
+        layers.conv(self.channels, 3, 1, 1, True, f'upc{levels + 1}_1', self.dtype)(x))
+    if base is not None:  # Residual refinement: a correction of base's logits, from identity.
+      eps = 1e-3
+      base = jnp.clip(base.astype(x.dtype), eps, 1.0 - eps)
+      x = jnp.log(base) - jnp.log1p(-base) + self.param('residual_gain', nn.initializers.zeros,
+                                                          ()) * x
+    return nn.sigmoid(x)
 
 
 class RefineNet(nn.Module):
@@ -205,11 +211,13 @@ class RefineNet(nn.Module):
   dtype: Any = None
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, base=None):
+    """x: the U-Net's input; base: None as published, or the image whose logits the output
+    corrects (residual refinement)."""
     code, skips = RefineEncoder(self.widths, self.depths, self.bottleneck, self.bn_groups,
                                 self.remat, self.dtype, name='image_encoder')(x, train)
     return RefineDecoder(self.widths, self.depths, self.channels, self.bn_groups, self.remat,
-                         self.dtype, name='image_decoder')(code, skips, train)
+                         self.dtype, name='image_decoder')(code, skips, train, base)
 
 
 class Img2Vid(nn.Module):
@@ -249,6 +257,10 @@ class Img2Vid(nn.Module):
   # pixel in x, 2/(H-1) in y) instead of normalised units as published: the same model, but
   # Adam's steps and the initial flows are a pixel's size, not W/2 pixels (docs/ABLATION.md).
   flow_in_pixels: bool = False
+  # The refinement net corrects the warped frame (sigmoid(logit(warped) + g·out), g a learned
+  # gain starting at 0, so the prediction starts as the warp) instead of painting the frame
+  # from scratch through a sigmoid as published: keeps the warp's detail (docs/ABLATION.md).
+  refine_residual: bool = False
   encoder_widths: Sequence[int] = (32, 64, 128, 256)
   motion_widths: Sequence[int] = (32, 64, 64, 128, 128)
   latent_channels: int = 64
@@ -368,7 +380,9 @@ class Img2Vid(nn.Module):
     refine = RefineNet(self.refine_widths, self.refine_depths, self.refine_bottleneck,
                        self.channels, k, self.remat_refine, self.dtype, name='refine_net')
     # Frame-major batch so that BatchNorm groups are the K frames, as in the original.
-    refined = refine(jnp.swapaxes(refine_in, 0, 1).reshape((k * b, h, w, c)), train)
+    frame_major = lambda x: jnp.swapaxes(x, 0, 1).reshape((k * b, h, w, c))
+    refined = refine(frame_major(refine_in), train,
+                     frame_major(warped) if self.refine_residual else None)
     refined = jnp.swapaxes(refined.reshape((k, b, h, w, c)), 0, 1)
 
     return dict(warped=warped, refined=refined, flow=flow, flow_back=flow_back,
