@@ -4,11 +4,16 @@ The loop is `train.train_and_evaluate` itself on a config (the CPU demo by defau
 evaluation and sample sheets off; its rate is what it writes to TensorBoard
 (`train/steps_per_sec`) for every `--log_every` steps after the first interval (which holds
 the compilation). The bare step is the same jitted step (`train.make_train_step`) called on
-one batch already on the devices, timed before and after the loop; the overhead is the loop's
-time per step over the mean of the two. Prints the backend and its device kind.
+one batch already on the devices. The machine drifts by more than the 3% the loop may cost, so
+the two alternate: `--rounds` times, the bare step is timed and then the loop trains on (it
+resumes from its checkpoint, and each round's first interval, which holds the compilation or
+the restore, is left out); a last bare timing closes. Each round's overhead is its loop time
+per step over the mean of the bare timings on either side; the median over rounds is the
+result. The input pipeline alone is timed last, for the share of the loop's time that its work
+takes where it shares the step's cores (a CPU). Prints the backend and its device kind.
 
   PYTHONPATH=. python benchmarks/loop.py [--config=configs/synthetic.py] [--log_every=20]
-      [--intervals=3] [--json=out.json]
+      [--intervals=3] [--rounds=3] [--json=out.json]
 """
 
 import argparse
@@ -20,6 +25,7 @@ import tempfile
 import time
 
 import jax
+import numpy as np
 import tensorflow as tf
 
 from seg2vid_jax import input_pipeline
@@ -32,8 +38,8 @@ def load_config(path):
   return importlib.import_module(path.replace('/', '.').removesuffix('.py')).get_config()
 
 
-def bare_step_seconds(config, steps):
-  """Seconds per call of the jitted train step on one batch already on the devices."""
+def make_bare_step(config):
+  """A function timing `steps` calls of the jitted train step on one batch on the devices."""
   task = tasks.get_task(config)
   mesh = base.create_mesh()
   model = task.create_model(config)
@@ -45,21 +51,40 @@ def bare_step_seconds(config, steps):
   vgg = jax.device_put(train.load_vgg(config), base.replicated_sharding(mesh))
   state, terms = step(state, batch, vgg)  # Compile.
   jax.block_until_ready(terms)
+
+  def seconds_per_step(steps):
+    nonlocal state
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, terms = step(state, batch, vgg)
+    jax.block_until_ready((state, terms))
+    return (time.perf_counter() - start) / steps
+  return seconds_per_step
+
+
+def data_seconds_per_batch(config, batches):
+  """Seconds per global batch of the input pipeline alone (to the jax.Array on the devices),
+  after a warm-up: on a CPU its work shares the cores with the step."""
+  mesh = base.create_mesh()
+  iterator = input_pipeline.create_train_iterator(
+      config, 0, input_pipeline.data_sharding(mesh.devices.ravel()))
+  for _ in range(5):
+    jax.block_until_ready(next(iterator))
   start = time.perf_counter()
-  for _ in range(steps):
-    state, terms = step(state, batch, vgg)
-  jax.block_until_ready((state, terms))
-  return (time.perf_counter() - start) / steps
+  for _ in range(batches):
+    jax.block_until_ready(next(iterator))
+  return (time.perf_counter() - start) / batches
 
 
-def loop_steps_per_sec(config, workdir):
-  """The loop's own steps/s per logging interval, the first (compilation) left out."""
+def loop_steps_per_sec(config, workdir, first_step):
+  """The loop's own steps/s per logging interval from `first_step` on (it resumes from the
+  workdir's checkpoint), its first interval (compilation or restore) left out."""
   train.train_and_evaluate(config, workdir)
   rates = {}
   for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        if value.tag == 'train/steps_per_sec':
+        if value.tag == 'train/steps_per_sec' and event.step > first_step:
           rates[event.step] = float(tf.make_ndarray(value.tensor))
   return [rates[s] for s in sorted(rates)][1:]
 
@@ -69,32 +94,42 @@ def main():
   parser.add_argument('--config', default='configs/synthetic.py')
   parser.add_argument('--log_every', type=int, default=20)
   parser.add_argument('--intervals', type=int, default=3)
+  parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--json', default='')
   args = parser.parse_args()
   config = load_config(args.config)
   config.log_every_steps = args.log_every
-  config.num_train_steps = args.log_every * args.intervals
-  config.checkpoint_every_steps = config.num_train_steps
+  segment = args.log_every * args.intervals
+  config.checkpoint_every_steps = segment
   config.sample_every_steps = 0
   config.num_eval_clips = 0
   config.progress_bar = False
   device = jax.devices()[0]
   print(f'backend {jax.default_backend()}, {jax.device_count()} x {device.device_kind}; '
         f'{args.config}, global batch {config.batch_size}')
-  before = bare_step_seconds(config, args.log_every)
+  bare_step = make_bare_step(config)
+  bare, loops = [bare_step(args.log_every)], []
   with tempfile.TemporaryDirectory() as workdir:
-    rates = loop_steps_per_sec(config, workdir)
-  after = bare_step_seconds(config, args.log_every)
-  bare = (before + after) / 2
-  loop = 1.0 / (sum(rates) / len(rates))
+    for r in range(args.rounds):
+      config.num_train_steps = segment * (r + 1)
+      rates = loop_steps_per_sec(config, workdir, segment * r)
+      loops.append(len(rates) / sum(rates))
+      bare.append(bare_step(args.log_every))
+      overhead = loops[-1] / ((bare[-2] + bare[-1]) / 2) - 1
+      print(f'round {r + 1}: bare {bare[-2]:.4f} s, loop ' + ', '.join(
+          f'{x:.3f}' for x in rates) + f' steps/s = {loops[-1]:.4f} s per step, bare '
+            f'{bare[-1]:.4f} s: overhead {100 * overhead:+.1f}%')
+  overheads = [loop / ((b0 + b1) / 2) - 1 for loop, b0, b1 in zip(loops, bare, bare[1:])]
+  median = float(np.median(overheads))
+  data = data_seconds_per_batch(config, 4 * args.log_every)
   result = dict(device_kind=device.device_kind, backend=jax.default_backend(),
-                bare_step_s_before=before, bare_step_s_after=after,
-                loop_steps_per_sec=rates, loop_step_s=loop, overhead=loop / bare - 1)
-  print(f'bare step: {before:.4f} s before, {after:.4f} s after the loop '
-        f'({1 / bare:.2f} steps/s)')
-  print('loop: ' + ', '.join(f'{r:.3f}' for r in rates) + f' steps/s per interval of '
-        f'{args.log_every} -> {loop:.4f} s per step')
-  print(f'loop overhead over the bare step: {100 * (loop / bare - 1):+.1f}% (target < 3%)')
+                bare_step_s=bare, loop_step_s=loops, overheads=overheads, overhead=median,
+                data_s_per_batch=data)
+  print(f'loop overhead over the bare step, median of {args.rounds} rounds: '
+        f'{100 * median:+.1f}% (target < 3%); bare step drifted '
+        f'{100 * (max(bare) / min(bare) - 1):.0f}% over the run')
+  print(f'the input pipeline alone: {data:.4f} s per batch, {100 * data / np.mean(bare):.1f}% '
+        'of the mean bare step (on a CPU it runs on the cores the step uses)')
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(result, f, indent=1)
