@@ -259,7 +259,8 @@ class Img2Vid(nn.Module):
   flow_in_pixels: bool = False
   # The refinement net corrects the warped frame (sigmoid(logit(warped) + g·out), g a learned
   # gain starting at 0, so the prediction starts as the warp) instead of painting the frame
-  # from scratch through a sigmoid as published: keeps the warp's detail (docs/ABLATION.md).
+  # from scratch through a sigmoid as published (docs/ABLATION.md item 22: in the demo it keeps
+  # more of the warp's fine detail, and gains no PSNR).
   refine_residual: bool = False
   encoder_widths: Sequence[int] = (32, 64, 128, 256)
   motion_widths: Sequence[int] = (32, 64, 64, 128, 128)
