@@ -18,7 +18,6 @@ takes where it shares the step's cores (a CPU). Prints the backend and its devic
 
 import argparse
 import glob
-import importlib
 import json
 import os
 import tempfile
@@ -28,14 +27,11 @@ import jax
 import numpy as np
 import tensorflow as tf
 
+from seg2vid_jax import generate
 from seg2vid_jax import input_pipeline
 from seg2vid_jax import tasks
 from seg2vid_jax import train
 from seg2vid_jax.tasks import base
-
-
-def load_config(path):
-  return importlib.import_module(path.replace('/', '.').removesuffix('.py')).get_config()
 
 
 def make_bare_step(config):
@@ -97,7 +93,7 @@ def main():
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--json', default='')
   args = parser.parse_args()
-  config = load_config(args.config)
+  config = generate.load_config_file(args.config)
   config.log_every_steps = args.log_every
   segment = args.log_every * args.intervals
   config.checkpoint_every_steps = segment
