@@ -34,6 +34,12 @@ from seg2vid_jax import train
 from seg2vid_jax.tasks import base
 
 
+def train_batches(config, mesh):
+  """The training input pipeline on the mesh, as the loop reads it."""
+  return input_pipeline.create_train_iterator(
+      config, 0, input_pipeline.data_sharding(mesh.devices.ravel()))
+
+
 def make_bare_step(config):
   """A function timing `steps` calls of the jitted train step on one batch on the devices."""
   task = tasks.get_task(config)
@@ -41,8 +47,7 @@ def make_bare_step(config):
   model = task.create_model(config)
   state = jax.device_put(task.create_state(config, model, jax.random.key(0)),
                          base.replicated_sharding(mesh))
-  batch = next(input_pipeline.create_train_iterator(
-      config, 0, input_pipeline.data_sharding(mesh.devices.ravel())))
+  batch = next(train_batches(config, mesh))
   step = train.make_train_step(config, mesh, state)
   vgg = jax.device_put(train.load_vgg(config), base.replicated_sharding(mesh))
   state, terms = step(state, batch, vgg)  # Compile.
@@ -61,9 +66,7 @@ def make_bare_step(config):
 def data_seconds_per_batch(config, batches):
   """Seconds per global batch of the input pipeline alone (to the jax.Array on the devices),
   after a warm-up: on a CPU its work shares the cores with the step."""
-  mesh = base.create_mesh()
-  iterator = input_pipeline.create_train_iterator(
-      config, 0, input_pipeline.data_sharding(mesh.devices.ravel()))
+  iterator = train_batches(config, base.create_mesh())
   for _ in range(5):
     jax.block_until_ready(next(iterator))
   start = time.perf_counter()
@@ -104,18 +107,17 @@ def main():
   print(f'backend {jax.default_backend()}, {jax.device_count()} x {device.device_kind}; '
         f'{args.config}, global batch {config.batch_size}')
   bare_step = make_bare_step(config)
-  bare, loops = [bare_step(args.log_every)], []
+  bare, loops, overheads = [bare_step(args.log_every)], [], []
   with tempfile.TemporaryDirectory() as workdir:
     for r in range(args.rounds):
       config.num_train_steps = segment * (r + 1)
       rates = loop_steps_per_sec(config, workdir, segment * r)
       loops.append(len(rates) / sum(rates))
       bare.append(bare_step(args.log_every))
-      overhead = loops[-1] / ((bare[-2] + bare[-1]) / 2) - 1
+      overheads.append(loops[-1] / ((bare[-2] + bare[-1]) / 2) - 1)
       print(f'round {r + 1}: bare {bare[-2]:.4f} s, loop ' + ', '.join(
           f'{x:.3f}' for x in rates) + f' steps/s = {loops[-1]:.4f} s per step, bare '
-            f'{bare[-1]:.4f} s: overhead {100 * overhead:+.1f}%')
-  overheads = [loop / ((b0 + b1) / 2) - 1 for loop, b0, b1 in zip(loops, bare, bare[1:])]
+            f'{bare[-1]:.4f} s: overhead {100 * overheads[-1]:+.1f}%')
   median = float(np.median(overheads))
   data = data_seconds_per_batch(config, 4 * args.log_every)
   result = dict(device_kind=device.device_kind, backend=jax.default_backend(),
