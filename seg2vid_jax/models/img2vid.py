@@ -189,10 +189,9 @@ class RefineDecoder(nn.Module):
     x = layers.at_least_f32(
         layers.conv(self.channels, 3, 1, 1, True, f'upc{levels + 1}_1', self.dtype)(x))
     if base is not None:  # Residual refinement: a correction of base's logits, from identity.
-      eps = 1e-3
-      base = jnp.clip(base.astype(x.dtype), eps, 1.0 - eps)
-      x = jnp.log(base) - jnp.log1p(-base) + self.param('residual_gain', nn.initializers.zeros,
-                                                          ()) * x
+      base = jnp.clip(base.astype(x.dtype), 1e-3, 1.0 - 1e-3)
+      x = jax.scipy.special.logit(base) + self.param('residual_gain', nn.initializers.zeros,
+                                                     ()) * x
     return nn.sigmoid(x)
 
 
