@@ -64,8 +64,10 @@ def get_config():
 
   # Optimisation.
   config.learning_rate = 1e-3  # Adam, as published.
-  config.lr_schedule = 'constant'  # 'constant' (published) or 'cosine' (with warmup).
+  config.lr_schedule = 'constant'  # 'constant' (published), 'cosine' (with warmup) or 'piecewise'.
   config.warmup_steps = 0  # Linear warmup steps (cosine schedule only).
+  config.lr_decay_boundaries = ()  # Steps at which the rate is multiplied (piecewise only).
+  config.lr_decay_factor = 0.1  # The multiplier at each boundary (piecewise only).
   config.b1 = 0.9  # Adam beta1.
   config.b2 = 0.999  # Adam beta2.
   config.grad_clip_norm = placeholder(float)  # Global-norm gradient clipping (None: off, as published).

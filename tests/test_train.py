@@ -416,6 +416,27 @@ def test_loss_weights_kl_warmup_and_overrides():
   assert weights['vgg'] == losses.WEIGHTS['vgg']
 
 
+def test_learning_rate_schedules_constant_cosine_and_piecewise():
+  config = test_config.get_config()
+  config.learning_rate, config.num_train_steps = 1e-3, 100
+  assert float(img2vid.learning_rate_schedule(config)(99)) == pytest.approx(1e-3)
+  config.lr_schedule, config.warmup_steps = 'cosine', 10
+  schedule = img2vid.learning_rate_schedule(config)
+  assert float(schedule(0)) == 0.0 and float(schedule(10)) == pytest.approx(1e-3)
+  assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
+  config.lr_schedule, config.lr_decay_boundaries, config.lr_decay_factor = 'piecewise', (40, 70), 0.1
+  schedule = img2vid.learning_rate_schedule(config)
+  assert [float(schedule(s)) for s in (0, 39)] == pytest.approx([1e-3, 1e-3])
+  assert [float(schedule(s)) for s in (40, 69, 70, 99)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5])
+  for bad in ((), (70, 40), (0,)):
+    config.lr_decay_boundaries = bad
+    with pytest.raises(ValueError, match='lr_decay_boundaries'):
+      img2vid.learning_rate_schedule(config)
+  config.lr_schedule = 'linear'
+  with pytest.raises(ValueError, match="lr_schedule='linear'"):
+    img2vid.learning_rate_schedule(config)
+
+
 def test_kld_loss_published_formula_and_free_nats():
   mu = np.zeros((2, 1, 4), np.float32)
   logvar = np.zeros((2, 1, 4), np.float32)

@@ -41,13 +41,25 @@ def create_model(config: ml_collections.ConfigDict) -> Img2Vid:
 
 
 def learning_rate_schedule(config):
-  """The configured learning rate as an optax schedule (constant as published, or cosine)."""
+  """The configured learning rate as an optax schedule.
+
+  'constant' is published; 'cosine' warms up and decays to 0 over the run; 'piecewise' keeps
+  the rate constant and multiplies it by `lr_decay_factor` at each of `lr_decay_boundaries`
+  (the usual step decay once the training loss is flat).
+  """
   if config.lr_schedule == 'constant':
     return optax.constant_schedule(config.learning_rate)
   if config.lr_schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup_steps,
                                               config.num_train_steps)
-  raise ValueError(f'config.lr_schedule={config.lr_schedule!r}: use constant or cosine')
+  if config.lr_schedule == 'piecewise':
+    boundaries = tuple(config.lr_decay_boundaries)
+    if not boundaries or list(boundaries) != sorted(set(boundaries)) or boundaries[0] <= 0:
+      raise ValueError(f'config.lr_decay_boundaries={boundaries!r}: the piecewise schedule '
+                       'needs increasing positive steps')
+    return optax.piecewise_constant_schedule(
+        config.learning_rate, {int(b): config.lr_decay_factor for b in boundaries})
+  raise ValueError(f'config.lr_schedule={config.lr_schedule!r}: use constant, cosine or piecewise')
 
 
 def create_optimizer(config):
