@@ -119,11 +119,19 @@ def prefetch(iterator: Iterator, size: int = PREFETCH_STEPS) -> Iterator:
 
 
 class PreemptionWatcher:
-  """Turns SIGTERM (preemption) into a flag that all processes agree on at a step boundary."""
+  """Turns SIGTERM (preemption) into a stop at a step boundary that all processes agree on.
+
+  One process: a SIGTERM handler sets a flag. Several processes: JAX's preemption service
+  (started by `jax.distributed.initialize`) catches a SIGTERM to any of them and the
+  coordination service picks the first step that every process can still reach
+  (`multihost_utils.reached_preemption_sync_point`), so no step waits on a collective.
+  """
 
   def __init__(self):
     self._flag = threading.Event()
-    if threading.current_thread() is threading.main_thread():
+    self._multiprocess = jax.process_count() > 1
+    # Several processes: a Python handler would replace the preemption service's own.
+    if not self._multiprocess and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handler)
 
   def _handler(self, signum, frame):
@@ -131,11 +139,11 @@ class PreemptionWatcher:
     logging.warning('SIGTERM received: saving a checkpoint at the end of this step.')
     self._flag.set()
 
-  def should_stop(self) -> bool:
-    local = self._flag.is_set()
-    if jax.process_count() == 1:
-      return local
-    return bool(multihost_utils.process_allgather(np.int32(local)).max())
+  def should_stop(self, step: int) -> bool:
+    """Whether to checkpoint and stop after `step` (called once at the end of every step)."""
+    if self._multiprocess:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._flag.is_set()
 
 
 def evaluate_checkpoint(config, workdir: str):
@@ -209,7 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     if config.sample_every_steps and step % config.sample_every_steps == 0:
       log.fetch()
       task.write_samples(config, model, state, batch, step, workdir, writer)
-    preempted = watcher.should_stop()
+    preempted = watcher.should_stop(step)
     if step % config.checkpoint_every_steps == 0 or last or preempted:
       log.fetch()
       checkpoints.save(manager, state, step)

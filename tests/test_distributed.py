@@ -3,6 +3,7 @@ gloo) give the one-process losses. Each test runs its own subprocesses."""
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 
@@ -64,25 +65,54 @@ def test_sharded_step_on_8_devices_equals_single_device_step(tmp_path):
   assert diff < 1e-5, diff
 
 
-def test_two_processes_match_one_process(tmp_path):
+def pid_of(*words):
+  """The pid of the one process whose command line contains all of `words` (Linux /proc)."""
+  pids = []
+  for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+      with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        argv = f.read().decode(errors='replace').split('\0')
+    except OSError:
+      continue
+    if all(w in argv for w in words):
+      pids.append(int(pid))
+  assert len(pids) == 1, (words, pids)
+  return pids[0]
+
+
+def test_two_processes_match_one_process_and_stop_together_when_one_is_preempted(tmp_path):
   """launch/local_multiprocess.sh: jax.distributed on localhost with gloo, 2 processes x 4
-  clips, gives the losses of 1 process x 8 clips."""
+  clips, gives the losses of 1 process x 8 clips. After step 2 process 1 alone gets SIGTERM:
+  both processes checkpoint the same step (JAX's preemption sync point) and exit cleanly."""
   one_dir = str(tmp_path / 'one')
   train.train_and_evaluate(config_with(num_train_steps=2, log_every_steps=1, num_eval_clips=0),
                            one_dir)
   multi = str(tmp_path / 'multi')
-  result = subprocess.run(
+  proc = subprocess.Popen(
       ['bash', 'launch/local_multiprocess.sh', '-n', '2', '-c', 'configs/test.py', '-w', multi,
-       '--python', sys.executable, '--', '--config.num_train_steps=2',
-       '--config.log_every_steps=1', '--config.eval_every_steps=0',
-       '--config.sample_every_steps=0', '--config.num_eval_clips=0'], cwd=REPO, capture_output=True, text=True,
-      timeout=600, env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
-  output = result.stdout + result.stderr
-  assert result.returncode == 0, output[-4000:]
+       '--python', sys.executable, '--', '--config.num_train_steps=100000',
+       '--config.checkpoint_every_steps=100000', '--config.log_every_steps=1',
+       '--config.eval_every_steps=0', '--config.sample_every_steps=0',
+       '--config.num_eval_clips=0'], cwd=REPO, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith('[process 0] ') and '] [2] train/' in line:  # Step 2's losses.
+      os.kill(pid_of(f'--workdir={multi}', '--process_id=1'), signal.SIGTERM)
+      break
+  rest, _ = proc.communicate(timeout=600)
+  output = ''.join(output) + rest
+  assert proc.returncode == 0, output[-4000:]
   assert '[process 0]' in output and 'jax.distributed: process 1 of 2' in output
-  assert os.path.isdir(os.path.join(multi, 'checkpoints', '2'))
+  steps = [int(s) for s in os.listdir(os.path.join(multi, 'checkpoints'))]
+  assert len(steps) == 1 and 2 < steps[0] < 100000, steps
+  for i in range(2):
+    assert f'[process {i}] ' in output
+    assert any(line.startswith(f'[process {i}] ') and
+               f'Preempted: checkpoint saved at step {steps[0]}' in line
+               for line in output.splitlines()), output[-4000:]
   one = read_scalars(one_dir, 'train/total')
   two = read_scalars(multi, 'train/total')
-  assert sorted(two) == [1, 2]
   np.testing.assert_allclose(two[1], one[1], rtol=1e-5)
   np.testing.assert_allclose(two[2], one[2], rtol=1e-3)  # See the sharded test on Adam.
