@@ -81,6 +81,22 @@ def test_model_convolution_takes_winograd_and_matches_xla():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
 
 
+def test_one_jitted_function_traced_in_two_modes_gives_two_programs():
+  """The mode is part of jit's cache key: a benchmark that jits once and lowers in 'auto' and
+  then 'direct' gets Winograd and then a convolution (a plain global once gave it Winograd
+  twice)."""
+  x = jnp.zeros((1, 8, 8, 128), jnp.float32)
+  w = jnp.zeros((3, 3, 128, 128), jnp.float32)
+  f = jax.jit(lambda x, w: conv.conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)],
+                                                     dimension_numbers=DN))
+  programs = {}
+  for mode in ('auto', 'direct', 'auto'):
+    with conv.using_mode(mode):
+      programs.setdefault(mode, set()).add(f.lower(x, w).as_text())
+  assert len(programs['auto']) == 1 and len(programs['direct']) == 1
+  assert 'convolution' not in programs['auto'].pop() and 'convolution' in programs['direct'].pop()
+
+
 def test_winograd_in_bfloat16_multiplies_in_bf16_and_accumulates_in_float32():
   x = _random((2, 8, 8, 128), 7).astype(jnp.bfloat16)
   w = (_random((3, 3, 128, 128), 8) / 34).astype(jnp.bfloat16)

@@ -106,32 +106,35 @@ _conv_tapwise.defvjp(_conv_tapwise_fwd, _conv_tapwise_bwd)
 # 'auto': the CPU choices of this module (Winograd for wide 3x3 layers, per-tap weight
 # gradients for the others, Eigen convolutions); 'direct': the same without Winograd; 'xla':
 # XLA's own defaults (for comparison).
+# The mode is a jit-cache-sensitive context: a function jitted once and traced in two modes
+# gets two programs (with a plain global the second trace would hit the first's cache).
 _MODES = ('auto', 'direct', 'xla')
-_MODE = {'mode': 'auto'}
+_MODE = jax.make_user_context('auto')
 
 # Winograd for 3x3 stride-1 layers with at least this many input and output channels: below
 # it the transforms' memory traffic costs more than the products save (benchmarks/conv_layers.py).
 WINOGRAD_MIN_CHANNELS = 128
 
 
+def _checked(mode: str) -> str:
+  if mode not in _MODES:
+    raise ValueError(f'convolution mode must be one of {_MODES}, got {mode!r}')
+  return mode
+
+
 def set_mode(mode: str):
   """Chooses 'auto' (the CPU choices of this module), 'direct' (no Winograd) or 'xla' (XLA's
   defaults), for benchmarks and tests that compare them."""
-  if mode not in _MODES:
-    raise ValueError(f'convolution mode must be one of {_MODES}, got {mode!r}')
-  _MODE['mode'] = mode
+  _MODE.set_global(_checked(mode))
 
 
 @contextlib.contextmanager
 def using_mode(mode: str):
   """`set_mode(mode)` inside the block, the previous mode after it (functions traced inside
-  the block keep the mode's convolutions)."""
-  previous = _MODE['mode']
-  set_mode(mode)
-  try:
+  the block keep the mode's convolutions; a jitted function called in another mode is traced
+  again)."""
+  with _MODE(_checked(mode)):
     yield
-  finally:
-    _MODE['mode'] = previous
 
 
 def _cpu_choices_apply():
@@ -142,7 +145,7 @@ def _cpu_choices_apply():
   concurrently, in a different order per process ("collective mismatch" in gloo, seen with
   launch/local_multiprocess.sh), so multi-process CPU runs keep XLA's own convolutions.
   """
-  return (_MODE['mode'] != 'xla' and jax.default_backend() == 'cpu'
+  return (_MODE.value != 'xla' and jax.default_backend() == 'cpu'
           and jax.process_count() == 1)
 
 
@@ -181,7 +184,7 @@ def compiler_options():
 def is_winograd(rhs_shape, window_strides, padding):
   """Whether a plain (`is_tapwise`) convolution runs as Winograd F(2x2, 3x3): mode 'auto',
   a 3x3 kernel, stride 1, padding 1, and WINOGRAD_MIN_CHANNELS input and output channels."""
-  return (_MODE['mode'] == 'auto' and len(rhs_shape) == 4 and tuple(rhs_shape[:2]) == (3, 3)
+  return (_MODE.value == 'auto' and len(rhs_shape) == 4 and tuple(rhs_shape[:2]) == (3, 3)
           and tuple(window_strides) == (1, 1)
           and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
           and min(rhs_shape[2:]) >= WINOGRAD_MIN_CHANNELS)
