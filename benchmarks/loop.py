@@ -12,12 +12,18 @@ per step over the mean of the bare timings on either side; the median over round
 result. The input pipeline alone is timed last, for the share of the loop's time that its work
 takes where it shares the step's cores (a CPU). Prints the backend and its device kind.
 
+`--data=pipeline,cached` also runs, in every round, the loop on a few batches made before it
+starts and read in a cycle (no tf.data work during the loop): the difference between the two
+is what the input pipeline costs the loop, the rest is the loop's own.
+
   PYTHONPATH=. python benchmarks/loop.py [--config=configs/synthetic.py] [--log_every=20]
-      [--intervals=3] [--rounds=3] [--json=out.json]
+      [--intervals=3] [--rounds=3] [--data=pipeline[,cached]] [--json=out.json]
 """
 
 import argparse
+import contextlib
 import glob
+import itertools
 import json
 import os
 import tempfile
@@ -75,6 +81,22 @@ def data_seconds_per_batch(config, batches):
   return (time.perf_counter() - start) / batches
 
 
+@contextlib.contextmanager
+def cached_batches(config, count=8):
+  """Inside the block the loop reads `count` batches made beforehand, in a cycle, instead of
+  the input pipeline (whose work then no longer runs during the loop)."""
+  mesh = base.create_mesh()
+  iterator = train_batches(config, mesh)
+  batches = jax.block_until_ready([next(iterator) for _ in range(count)])
+  del iterator  # Its tf.data threads end with it.
+  original = input_pipeline.create_train_iterator
+  input_pipeline.create_train_iterator = lambda *args, **kwargs: itertools.cycle(batches)
+  try:
+    yield
+  finally:
+    input_pipeline.create_train_iterator = original
+
+
 def loop_steps_per_sec(config, workdir, first_step):
   """The loop's own steps/s per logging interval from `first_step` on (it resumes from the
   workdir's checkpoint), its first interval (compilation or restore) left out."""
@@ -94,8 +116,13 @@ def main():
   parser.add_argument('--log_every', type=int, default=20)
   parser.add_argument('--intervals', type=int, default=3)
   parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--data', default='pipeline',
+                      help="'pipeline' (the config's input pipeline), 'cached' or both")
   parser.add_argument('--json', default='')
   args = parser.parse_args()
+  kinds = args.data.split(',')
+  if not kinds or set(kinds) - {'pipeline', 'cached'}:
+    parser.error(f"--data={args.data!r}: use 'pipeline', 'cached' or 'pipeline,cached'")
   config = generate.load_config_file(args.config)
   config.log_every_steps = args.log_every
   segment = args.log_every * args.intervals
@@ -107,25 +134,31 @@ def main():
   print(f'backend {jax.default_backend()}, {jax.device_count()} x {device.device_kind}; '
         f'{args.config}, global batch {config.batch_size}')
   bare_step = make_bare_step(config)
-  bare, loops, overheads = [bare_step(args.log_every)], [], []
-  with tempfile.TemporaryDirectory() as workdir:
+  bare = [bare_step(args.log_every)]
+  loops = {kind: [] for kind in kinds}
+  overheads = {kind: [] for kind in kinds}
+  with contextlib.ExitStack() as stack:
+    workdirs = {kind: stack.enter_context(tempfile.TemporaryDirectory()) for kind in kinds}
     for r in range(args.rounds):
       config.num_train_steps = segment * (r + 1)
-      rates = loop_steps_per_sec(config, workdir, segment * r)
-      loops.append(len(rates) / sum(rates))
-      bare.append(bare_step(args.log_every))
-      overheads.append(loops[-1] / ((bare[-2] + bare[-1]) / 2) - 1)
-      print(f'round {r + 1}: bare {bare[-2]:.4f} s, loop ' + ', '.join(
-          f'{x:.3f}' for x in rates) + f' steps/s = {loops[-1]:.4f} s per step, bare '
-            f'{bare[-1]:.4f} s: overhead {100 * overheads[-1]:+.1f}%')
-  median = float(np.median(overheads))
+      for kind in kinds:
+        with cached_batches(config) if kind == 'cached' else contextlib.nullcontext():
+          rates = loop_steps_per_sec(config, workdirs[kind], segment * r)
+        loops[kind].append(len(rates) / sum(rates))
+        bare.append(bare_step(args.log_every))
+        overheads[kind].append(loops[kind][-1] / ((bare[-2] + bare[-1]) / 2) - 1)
+        print(f'round {r + 1}, {kind} data: bare {bare[-2]:.4f} s, loop ' + ', '.join(
+            f'{x:.3f}' for x in rates) + f' steps/s = {loops[kind][-1]:.4f} s per step, bare '
+              f'{bare[-1]:.4f} s: overhead {100 * overheads[kind][-1]:+.1f}%')
+  medians = {kind: float(np.median(overheads[kind])) for kind in kinds}
   data = data_seconds_per_batch(config, 4 * args.log_every)
   result = dict(device_kind=device.device_kind, backend=jax.default_backend(),
-                bare_step_s=bare, loop_step_s=loops, overheads=overheads, overhead=median,
-                data_s_per_batch=data)
-  print(f'loop overhead over the bare step, median of {args.rounds} rounds: '
-        f'{100 * median:+.1f}% (target < 3%); bare step drifted '
-        f'{100 * (max(bare) / min(bare) - 1):.0f}% over the run')
+                bare_step_s=bare, loop_step_s=loops, overheads=overheads,
+                overhead=medians, data_s_per_batch=data)
+  for kind in kinds:
+    print(f'loop overhead over the bare step, {kind} data, median of {args.rounds} rounds: '
+          f'{100 * medians[kind]:+.1f}% (target < 3%)')
+  print(f'the bare step drifted {100 * (max(bare) / min(bare) - 1):.0f}% over the run')
   print(f'the input pipeline alone: {data:.4f} s per batch, {100 * data / np.mean(bare):.1f}% '
         'of the mean bare step (on a CPU it runs on the cores the step uses)')
   if args.json:
