@@ -84,19 +84,20 @@ def save(mngr: ocp.CheckpointManager, state, step: int) -> None:
         f'checkpoints (steps {list(mngr.all_steps())}) are kept') from e
 
 
-def _shapes(tree):
-  """{'a/b/c': shape} of the parameter-like leaves of a state tree (all but optimiser states)."""
+def _shapes(tree, optimiser=False):
+  """{'a/b/c': shape} of a state tree's parameter-like leaves, or of its optimiser state's."""
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     name = jax.tree_util.keystr(path, simple=True, separator='/')
-    if 'opt_state' not in name.split('/')[0]:
+    if ('opt_state' in name.split('/')[0]) == optimiser:
       out[name] = tuple(getattr(leaf, 'shape', ()))
   return out
 
 
 def check_fits(saved_tree, state, where: str, config) -> None:
   """`ConfigMismatchError` if the checkpoint's tree (orbax metadata) is not `state`'s: another
-  task (other top-level fields) or another model (other parameter names or shapes)."""
+  task (other top-level fields), another model (other parameter names or shapes) or another
+  optimiser (another optimiser state; a changed learning-rate schedule keeps it)."""
   expected = flax.serialization.to_state_dict(state)
   task = tasks.get_task(config)
   what = (f'config.task={task.name!r} ({task.describe(config)}, '
@@ -113,6 +114,14 @@ def check_fits(saved_tree, state, where: str, config) -> None:
     raise ConfigMismatchError(
         f'{where} does not fit {what}: {len(diffs)} parameters differ, e.g. '
         + '; '.join(diffs[:4]) + '. Use another --workdir or the config it was trained with.')
+  saved, wanted = _shapes(saved_tree, optimiser=True), _shapes(expected, optimiser=True)
+  if saved != wanted:
+    raise ConfigMismatchError(
+        f'{where} does not fit the optimiser of the config: its optimiser state has '
+        f'{len(saved)} arrays, the config\'s {len(wanted)}, e.g. '
+        f'{sorted(set(saved) ^ set(wanted))[:2] or "the same names with other shapes"} '
+        '(another config.grad_clip_norm or optimiser?). Use another --workdir or the config '
+        'it was trained with.')
 
 
 def _set_aside(mngr: ocp.CheckpointManager, step: int) -> str:

@@ -192,6 +192,12 @@ def test_a_checkpoint_of_another_config_stops_before_any_step_naming_both(refere
                            r'image_size \(64, 64\)\): \d+ parameters differ, e\.g\. [a-z_/0-9]+: '
                            r'checkpoint \(\d+,\), config \(\d+,\)'):
     train.train_and_evaluate(wider, workdir)
+  clipped = fault_config(num_train_steps=STEPS + 2, grad_clip_norm=1.0)
+  with pytest.raises(checkpoints.ConfigMismatchError,
+                     match=rf'checkpoints/{STEPS} does not fit the optimiser of the config: its '
+                           r'optimiser state has \d+ arrays, the config.s \d+, e\.g\. \[.*'
+                           r'grad_clip_norm'):
+    train.train_and_evaluate(clipped, workdir)
   from configs import test_img2img  # pylint: disable=g-import-not-at-top
   stage1 = test_img2img.get_config()
   with pytest.raises(checkpoints.ConfigMismatchError,
