@@ -11,7 +11,7 @@ FLOP count, the achieved GFLOP/s and the time the pass would take at the fp32 ma
 measured in the same run.
 
   CUDA_VISIBLE_DEVICES= python benchmarks/generate.py [--batches=1,8] [--repeats=3] \
-      [--modes=direct,winograd]
+      [--modes=auto,direct]
   (--dtype=bfloat16 to time bfloat16 compute instead)
 """
 
@@ -39,8 +39,8 @@ def main():
   parser.add_argument('--batches', default='1,8', help='batch sizes, timed interleaved')
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--dtype', default='float32', help="compute dtype: 'bfloat16' to try it")
-  parser.add_argument('--modes', default='direct',
-                      help="convolution modes of ops.conv, timed interleaved: e.g. 'direct,winograd'")
+  parser.add_argument('--modes', default='auto',
+                      help="convolution modes of ops.conv, timed interleaved: e.g. 'auto,direct'")
   args = parser.parse_args()
   batches = [int(b) for b in args.batches.split(',')]
   modes = args.modes.split(',')

@@ -8,11 +8,11 @@ For scale (MODEL.md): the PyTorch original takes 15.4 s for this step on a 2-cor
 TFLOP, 124 GFLOP/s (~67% of 185 GFLOP/s).
 
   PYTHONPATH=. python benchmarks/train_step.py [--batch=2] [--steps=3] [--height=128 --width=256]
-      [--frames=5] [--remat] [--modes=direct,winograd,xla] [--profile] [--json=out.json]
+      [--frames=5] [--remat] [--modes=auto,direct,xla] [--profile] [--json=out.json]
 
---modes times the step with each convolution mode of `ops.conv` (`direct`, the default:
-per-tap weight gradients, Eigen convolutions; `winograd`: the same with Winograd for wide 3x3
-layers; `xla`: XLA's defaults), the modes' steps alternating, and prints each against the first;
+--modes times the step with each convolution mode of `ops.conv` (`auto`: Winograd for wide
+3x3 layers, per-tap weight gradients, Eigen convolutions; `direct`: the same without Winograd;
+`xla`: XLA's defaults), the modes' steps alternating, and prints each against the first;
 --profile adds a breakdown of one step's time by kind of XLA op (`xla_profile.py`) for the
 first mode.
 """
@@ -75,7 +75,7 @@ def main():
   parser.add_argument('--frames', type=int, default=5)
   parser.add_argument('--remat', action='store_true', help='rematerialise the refinement net')
   parser.add_argument('--no_vgg', action='store_true', help='perceptual term off')
-  parser.add_argument('--modes', default='direct',
+  parser.add_argument('--modes', default='auto',
                       help='comma-separated convolution modes of ops.conv to time, alternately')
   parser.add_argument('--profile', action='store_true',
                       help='one more step under jax.profiler, time summed by kind of op')

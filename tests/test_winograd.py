@@ -53,19 +53,17 @@ def test_winograd_rejects_other_kernels_and_tiles():
     winograd.conv3x3(jnp.zeros((1, 4, 4, 4)), jnp.zeros((3, 3, 4, 2)), tile=3)
 
 
-def test_only_wide_3x3_stride_1_layers_take_winograd_and_only_in_its_mode():
-  with conv.using_mode('winograd'):
-    assert conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])
-    assert not conv.is_winograd((3, 3, 64, 256), (1, 1), [(1, 1), (1, 1)])
-    assert not conv.is_winograd((3, 3, 128, 128), (2, 2), [(1, 1), (1, 1)])
-    assert not conv.is_winograd((3, 3, 128, 128), (1, 1), [(0, 0), (0, 0)])
-    assert not conv.is_winograd((4, 4, 128, 128), (1, 1), [(1, 1), (1, 1)])
-    assert not conv.is_winograd((3, 3, 3, 128, 128), (1, 1, 1), [(1, 1)] * 3)
-    for mode in ('direct', 'xla'):
-      with conv.using_mode(mode):
-        assert not conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])
-    assert conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])  # Restored.
-  assert not conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])  # The default.
+def test_only_wide_3x3_stride_1_layers_take_winograd():
+  assert conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])
+  assert not conv.is_winograd((3, 3, 64, 256), (1, 1), [(1, 1), (1, 1)])
+  assert not conv.is_winograd((3, 3, 128, 128), (2, 2), [(1, 1), (1, 1)])
+  assert not conv.is_winograd((3, 3, 128, 128), (1, 1), [(0, 0), (0, 0)])
+  assert not conv.is_winograd((4, 4, 128, 128), (1, 1), [(1, 1), (1, 1)])
+  assert not conv.is_winograd((3, 3, 3, 128, 128), (1, 1, 1), [(1, 1)] * 3)
+  for mode in ('direct', 'xla'):
+    with conv.using_mode(mode):
+      assert not conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])
+  assert conv.is_winograd((3, 3, 128, 256), (1, 1), [(1, 1), (1, 1)])  # Restored.
 
 
 def test_model_convolution_takes_winograd_and_matches_xla():
@@ -75,29 +73,28 @@ def test_model_convolution_takes_winograd_and_matches_xla():
   w = (_random((3, 3, 128, 128), 6) / 34).astype(jnp.float32)
   f = lambda x, w: jnp.sum(jnp.tanh(conv.conv_general_dilated(
       x, w, (1, 1), [(1, 1), (1, 1)], dimension_numbers=DN)))
+  jaxpr = str(jax.make_jaxpr(f)(x, w))
+  assert 'conv_general_dilated' not in jaxpr and 'dot_general' in jaxpr
   plain = lambda x, w: jnp.sum(jnp.tanh(_direct(x, w)))
-  with conv.using_mode('winograd'):
-    jaxpr = str(jax.make_jaxpr(f)(x, w))
-    assert 'conv_general_dilated' not in jaxpr and 'dot_general' in jaxpr
-    np.testing.assert_allclose(f(x, w), plain(x, w), rtol=1e-5)
-    for a, b in zip(jax.grad(f, (0, 1))(x, w), jax.grad(plain, (0, 1))(x, w)):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
+  np.testing.assert_allclose(f(x, w), plain(x, w), rtol=1e-5)
+  for a, b in zip(jax.grad(f, (0, 1))(x, w), jax.grad(plain, (0, 1))(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
 
 
 def test_one_jitted_function_traced_in_two_modes_gives_two_programs():
-  """The mode is part of jit's cache key: a benchmark that jits once and lowers in 'winograd'
-  and then 'direct' gets Winograd and then a convolution (a plain global once gave it Winograd
+  """The mode is part of jit's cache key: a benchmark that jits once and lowers in 'auto' and
+  then 'direct' gets Winograd and then a convolution (a plain global once gave it Winograd
   twice)."""
   x = jnp.zeros((1, 8, 8, 128), jnp.float32)
   w = jnp.zeros((3, 3, 128, 128), jnp.float32)
   f = jax.jit(lambda x, w: conv.conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)],
                                                      dimension_numbers=DN))
   programs = {}
-  for mode in ('winograd', 'direct', 'winograd'):
+  for mode in ('auto', 'direct', 'auto'):
     with conv.using_mode(mode):
       programs.setdefault(mode, set()).add(f.lower(x, w).as_text())
-  assert len(programs['winograd']) == 1 and len(programs['direct']) == 1
-  assert 'convolution' not in programs['winograd'].pop() and 'convolution' in programs['direct'].pop()
+  assert len(programs['auto']) == 1 and len(programs['direct']) == 1
+  assert 'convolution' not in programs['auto'].pop() and 'convolution' in programs['direct'].pop()
 
 
 def test_winograd_in_bfloat16_multiplies_in_bf16_and_accumulates_in_float32():

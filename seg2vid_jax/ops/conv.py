@@ -1,4 +1,4 @@
-"""CPU convolutions: per-tap matrix products for weight gradients, optionally Winograd for wide 3x3 layers.
+"""CPU convolutions: Winograd for wide 3x3 layers, per-tap matrix products for weight gradients.
 
 XLA:CPU runs the forward pass and the input gradient of a convolution at 100-170 GFLOP/s, but
 the weight gradient at 7-54 GFLOP/s on seg2vid's layers (3x3, 64-512 channels; ~160 GFLOP/s
@@ -11,9 +11,8 @@ of the correspondingly shifted (and strided) input with the output gradient:
 `conv_general_dilated` computes that with a `jax.custom_vjp` when the backend is the CPU (in a
 single process) and the convolution is a plain one (channels last, explicit padding, no
 dilation, no groups): the forward pass and the input gradient stay XLA's own convolution, only
-the weight gradient changes. In mode 'winograd' (`using_mode`; not the default, it was not
-faster in whole-model runs) wide 3x3 stride-1 layers (WINOGRAD_MIN_CHANNELS) run as Winograd
-F(2x2, 3x3) instead (`ops.winograd`: 2.25x fewer multiplications, forward and both
+the weight gradient changes. Wide 3x3 stride-1 layers (WINOGRAD_MIN_CHANNELS) run as
+Winograd F(2x2, 3x3) instead (`ops.winograd`: 2.25x fewer multiplications, forward and both
 gradients). On TPU and GPU, or for any other convolution, it is
 `lax.conv_general_dilated` itself. It has that function's signature so that it plugs into
 ``flax.linen.Conv``. `compiler_options` goes with it: the XLA:CPU options under which the
@@ -104,14 +103,13 @@ def _conv_tapwise_bwd(strides, padding, residuals, g):
 _conv_tapwise.defvjp(_conv_tapwise_fwd, _conv_tapwise_bwd)
 
 
-# 'direct' (the default): per-tap weight gradients, Eigen convolutions; 'winograd': the same
-# with Winograd for the wide 3x3 layers (opt-in: in whole-model runs on this CPU it did not
-# pay, training 16.89 s against 16.77 s direct, generation 0.89x as fast; docs/PERF.md);
-# 'xla': XLA's own defaults (for comparison).
+# 'auto': the CPU choices of this module (Winograd for wide 3x3 layers, per-tap weight
+# gradients for the others, Eigen convolutions); 'direct': the same without Winograd; 'xla':
+# XLA's own defaults (for comparison).
 # The mode is a jit-cache-sensitive context: a function jitted once and traced in two modes
 # gets two programs (with a plain global the second trace would hit the first's cache).
-_MODES = ('direct', 'winograd', 'xla')
-_MODE = jax.make_user_context('direct')
+_MODES = ('auto', 'direct', 'xla')
+_MODE = jax.make_user_context('auto')
 
 # Winograd for 3x3 stride-1 layers with at least this many input and output channels: below
 # it the transforms' memory traffic costs more than the products save (benchmarks/conv_layers.py).
@@ -125,8 +123,8 @@ def _checked(mode: str) -> str:
 
 
 def set_mode(mode: str):
-  """Chooses 'direct' (the default), 'winograd' (Winograd for the wide 3x3 layers too) or
-  'xla' (XLA's defaults), for benchmarks and tests that compare them."""
+  """Chooses 'auto' (the CPU choices of this module), 'direct' (no Winograd) or 'xla' (XLA's
+  defaults), for benchmarks and tests that compare them."""
   _MODE.set_global(_checked(mode))
 
 
@@ -184,9 +182,9 @@ def compiler_options():
 
 
 def is_winograd(rhs_shape, window_strides, padding):
-  """Whether a plain (`is_tapwise`) convolution runs as Winograd F(2x2, 3x3): mode 'winograd',
+  """Whether a plain (`is_tapwise`) convolution runs as Winograd F(2x2, 3x3): mode 'auto',
   a 3x3 kernel, stride 1, padding 1, and WINOGRAD_MIN_CHANNELS input and output channels."""
-  return (_MODE.value == 'winograd' and len(rhs_shape) == 4 and tuple(rhs_shape[:2]) == (3, 3)
+  return (_MODE.value == 'auto' and len(rhs_shape) == 4 and tuple(rhs_shape[:2]) == (3, 3)
           and tuple(window_strides) == (1, 1)
           and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
           and min(rhs_shape[2:]) >= WINOGRAD_MIN_CHANNELS)
