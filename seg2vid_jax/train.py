@@ -191,6 +191,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   if start == 0:
     writer.write_hparams({k: v for k, v in config.to_dict().items()
                           if isinstance(v, (int, float, str, bool))})
+  if jax.process_index() == 0:  # The whole config (nested fields too), for each (re)start.
+    base.write_workdir_file(workdir, 'config.json' if start == 0 else
+                            f'config.resumed_at_{start}.json',
+                            config.to_json_best_effort(indent=1, sort_keys=True).encode())
 
   batches = prefetch(input_pipeline.create_train_iterator(
       config, config.seed, input_pipeline.data_sharding(mesh.devices.ravel()), start_step=start))

@@ -89,6 +89,11 @@ def test_train_and_evaluate_writes_checkpoints_summaries_samples_and_eval(uninte
     assert 0 < results[f'ssim/{kind}/mean'] < 1
   # The synthetic scenes move: the zero-flow baseline is off by more than a pixel by frame 2.
   assert results['epe_px/zero_flow/frame_2'] > results['epe_px/zero_flow/frame_1'] > 0.3
+  with open(os.path.join(workdir, 'config.json')) as f:
+    saved = json.load(f)  # The whole config, nested and tuple fields included.
+  assert saved['num_train_steps'] == 4 and saved['log_every_steps'] == 1
+  assert saved['lr_decay_boundaries'] == [] and saved['model'] == json.loads(
+      config_with().model.to_json_best_effort())
   gif = os.path.join(workdir, 'samples', 'step_0000004.gif')
   import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
   frames = iio.imread(gif, index=None)
@@ -104,6 +109,7 @@ def test_resume_repeats_the_uninterrupted_losses(uninterrupted, two_steps, tmp_p
   for step in (3, 4):
     assert read_scalars(resumed_dir, 'train/total')[step] == read_scalars(
         workdir, 'train/total')[step]
+  assert os.path.exists(os.path.join(resumed_dir, 'config.resumed_at_2.json'))
   for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
 
