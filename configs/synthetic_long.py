@@ -1,7 +1,7 @@
 """The longer CPU run of issue 11: the demo (configs/synthetic.py, run Y's objective)
 continued to 6,000 steps at batch 4 (the demo's batch before run B8) with the KL ramp kept at
-the demo's 800, so that its first 800 steps are run Y's. 55 minutes on 2 cores (AMD EPYC, evaluation included, measured 2026-12-03;
-about 85 on the slower Xeon; the issue allows 90):
+the demo's 800, so that its first 800 steps are run Y's. 55 minutes on 2 cores (AMD EPYC,
+evaluation included, measured 2026-12-03; about 85 on the slower Xeon; the issue allows 90):
 
   python -m seg2vid_jax.main --config=configs/synthetic_long.py --workdir=workdirs/synthetic_long
 
