@@ -64,4 +64,6 @@ def get_config(variant: str = 'demo'):
   config.model.flow_in_pixels = True  # Flow heads output pixels (published: normalised units).
   config.batch_size = 8  # Published 8 on Cityscapes; docs/ABLATION.md B8 (batch 4: run Y).
   config.seed = 3  # Rows T-W of docs/ABLATION.md: seeds 0-3 of this recipe; 3 reads z most.
+  config.lr_schedule = 'piecewise'  # Published: constant. docs/ABLATION.md, run B8D600.
+  config.lr_decay_boundaries = (600,)  # The rate x0.1 (lr_decay_factor) for the last 200 steps.
   return config

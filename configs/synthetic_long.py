@@ -22,6 +22,8 @@ def get_config():
   config.num_train_steps = 6_000  # ~50 minutes of steps on 2 cores.
   config.batch_size = 4  # Run LY's batch (the demo's 8 would take about 100 minutes).
   # kl_warmup_steps stays at the demo's 800: the full KL weight from step 800 on.
+  config.lr_schedule = 'constant'  # LY's: the demo's decay at 600 would cut the rate too soon,
+  config.lr_decay_boundaries = ()  # and a decay at 4,000 lost the EPE target (run LYD).
   config.checkpoint_every_steps = 1_000
   config.sample_every_steps = 1_000
   config.log_every_steps = 100

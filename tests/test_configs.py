@@ -32,6 +32,7 @@ def test_synthetic_variants_demo_and_published():
   published = generate.load_config_file(os.path.join(REPO, 'configs', 'synthetic.py:published'))
   assert published.loss_weights is None and published.kl_free_nats == 0.0
   assert (published.seed, published.model.flow_in_pixels) == (0, False)
+  assert (published.lr_schedule, demo.lr_schedule) == ('constant', 'piecewise')
   assert dict(demo.loss_weights) == {
       'flow_supervised': 1.0, 'flow_supervised_objects': 0.15, 'mask': 1.0}
   assert demo.kl_warmup_steps == demo.num_train_steps and demo.model.flow_in_pixels
@@ -42,13 +43,15 @@ def test_synthetic_variants_demo_and_published():
 
 
 def test_synthetic_long_is_the_demo_continued():
-  """configs/synthetic_long.py: the demo's config but for its length and batch 4
-  (docs/ABLATION.md, LY); the KL ramp stays at the demo's 800 steps."""
+  """configs/synthetic_long.py: the demo's config but for its length, batch 4 and constant
+  learning rate (docs/ABLATION.md, LY); the KL ramp stays at the demo's 800 steps."""
   from configs import synthetic, synthetic_long  # pylint: disable=g-import-not-at-top
   demo, long = synthetic.get_config().to_dict(), synthetic_long.get_config().to_dict()
   length = ('num_train_steps', 'checkpoint_every_steps', 'sample_every_steps',
-            'log_every_steps', 'batch_size')
+            'log_every_steps', 'batch_size', 'lr_schedule', 'lr_decay_boundaries')
   assert {k: v for k, v in long.items() if k not in length} == {
       k: v for k, v in demo.items() if k not in length}
   assert (long['num_train_steps'], long['kl_warmup_steps']) == (6_000, 800)
   assert (long['batch_size'], demo['batch_size']) == (4, 8)
+  assert (long['lr_schedule'], long['lr_decay_boundaries']) == ('constant', ())
+  assert (demo['lr_schedule'], demo['lr_decay_boundaries']) == ('piecewise', (600,))
