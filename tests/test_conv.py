@@ -79,10 +79,9 @@ def test_only_plain_cpu_convolutions_take_the_per_tap_path():
     conv.set_mode('tapwise')
 
 
-def test_compiler_options_move_convolutions_off_ynnpack_with_the_same_result():
+def test_compiler_options_move_convolutions_and_products_off_ynnpack_with_the_same_result():
   options = conv.compiler_options()
-  assert options == {'xla_cpu_experimental_ynn_fusion_type':
-                     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
+  assert options == {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE'}
   x = _random((2, 32, 32, 64), 6).astype(jnp.float32)
   w = (0.1 * _random((3, 3, 64, 64), 7)).astype(jnp.float32)
   f = lambda x, w: conv._plain_conv(x, w, (1, 1), ((1, 1), (1, 1)))
@@ -90,5 +89,10 @@ def test_compiler_options_move_convolutions_off_ynnpack_with_the_same_result():
   eigen = jax.jit(f, compiler_options=options).lower(x, w).compile()
   assert 'ynn_fusion' in default.as_text() and 'ynn_fusion' not in eigen.as_text()
   np.testing.assert_allclose(eigen(x, w), default(x, w), rtol=1e-5, atol=1e-5)
+  a, b = _random((64, 4096), 8).astype(jnp.float32), _random((4096, 64), 9).astype(jnp.float32)
+  default, eigen = (jax.jit(jnp.matmul, compiler_options=o).lower(a, b).compile()
+                    for o in (None, options))
+  assert 'ynn_fusion' in default.as_text() and 'ynn_fusion' not in eigen.as_text()
+  np.testing.assert_allclose(eigen(a, b), default(a, b), rtol=1e-4, atol=1e-3)
   with conv.using_mode('xla'):
     assert conv.compiler_options() is None

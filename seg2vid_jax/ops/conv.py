@@ -161,24 +161,24 @@ def is_tapwise(padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_g
   return lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, dimension_numbers) == expected
 
 
-# XLA:CPU's YNNPACK library fusions without convolutions: matrix products and reductions
-# (pooling; without it max pooling's gradient is 10x slower here).
-_YNN_WITHOUT_CONVOLUTIONS = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'
+# XLA:CPU's YNNPACK library fusions kept: reductions only (pooling; without it max pooling's
+# gradient is 10x slower here). Convolutions and matrix products go to Eigen.
+_YNN_REDUCTIONS_ONLY = 'LIBRARY_FUSION_TYPE_REDUCE'
 
 
 def compiler_options():
-  """XLA options for the jitted steps: on CPU, convolutions through Eigen, not YNNPACK.
+  """XLA options for the jitted steps: on CPU, convolutions and products through Eigen.
 
-  XLA:CPU hands convolutions and matrix products to YNNPACK by default. On this model's
-  shapes Eigen's convolutions are faster (forward and input gradient 101-153 -> 137-167
-  GFLOP/s, 3x3 layers of 64-512 channels), while YNNPACK's matrix products are faster than
-  Eigen's (the per-tap weight gradients, and the 4096^2 peak: 157 against 92 GFLOP/s); so
-  YNNPACK keeps the products only (measured in benchmarks/train_step.py; docs/PERF.md).
-  None elsewhere: GPUs and TPUs keep their defaults.
+  XLA:CPU hands convolutions, matrix products and reductions to YNNPACK by default. On this
+  model's shapes Eigen's convolutions are faster (forward and input gradient 101-153 -> 137-167
+  GFLOP/s, 3x3 layers of 64-512 channels), and so are its matrix products on the long, thin
+  per-tap weight gradients (64 x 262,144 x 64: 98-112 against 37 GFLOP/s; the published train
+  step 0.92x the time with YNNPACK's products, benchmarks/train_step.py --options); YNNPACK
+  keeps the reductions (docs/PERF.md). None elsewhere: GPUs and TPUs keep their defaults.
   """
   if not _cpu_choices_apply():
     return None
-  return {'xla_cpu_experimental_ynn_fusion_type': _YNN_WITHOUT_CONVOLUTIONS}
+  return {'xla_cpu_experimental_ynn_fusion_type': _YNN_REDUCTIONS_ONLY}
 
 
 def is_winograd(rhs_shape, window_strides, padding):
