@@ -4,19 +4,19 @@ The Img2Vid model of configs/cityscapes.py (two paths, 128x256, K = 4), with ran
 (the cost is what is measured), generates K = 4 frames from a first frame and a label map: one
 eval-mode pass on a 1-frame video, with z and the refinement noise given, so the motion
 encoder does not run (what `seg2vid_jax.generate.sample_videos` does per pass). Every batch
-size (and `ops.conv` mode, `--modes`) is compiled first, then timed interleaved (batch 1,
+size (and `ops.conv` mode, `--modes`, and XLA:CPU library choice, `--options`, see
+benchmarks/xla_cpu_options.py) is compiled first, then timed interleaved (batch 1,
 batch 8, batch 1, ...) so that the load of a shared machine hits all alike. Prints the median
 time of a batch-1 pass (target: under 1 s) and frames/s at batch 1 and batch 8, with XLA's
 FLOP count, the achieved GFLOP/s and the time the pass would take at the fp32 matmul peak
 measured in the same run.
 
   CUDA_VISIBLE_DEVICES= python benchmarks/generate.py [--batches=1,8] [--repeats=3] \
-      [--modes=auto,direct]
+      [--modes=auto,direct] [--options=ours,ynn_products]
   (--dtype=bfloat16 to time bfloat16 compute instead)
 """
 
 import argparse
-import functools
 import os
 import sys
 import time
@@ -32,6 +32,7 @@ from seg2vid_jax.tasks import img2vid
 from seg2vid_jax.models import init_variables
 from seg2vid_jax.ops import conv
 from train_step import matmul_peak  # pylint: disable=g-import-not-at-top
+import xla_cpu_options  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main():
@@ -41,9 +42,13 @@ def main():
   parser.add_argument('--dtype', default='float32', help="compute dtype: 'bfloat16' to try it")
   parser.add_argument('--modes', default='auto',
                       help="convolution modes of ops.conv, timed interleaved: e.g. 'auto,direct'")
+  parser.add_argument('--options', default='ours',
+                      help='XLA:CPU library choices, comma-separated: '
+                      + ', '.join(xla_cpu_options.NAMES))
   args = parser.parse_args()
   batches = [int(b) for b in args.batches.split(',')]
-  modes = args.modes.split(',')
+  variants = xla_cpu_options.variants(args.modes.split(','), args.options.split(','))
+  modes = [label for label, _, _ in variants]
 
   config = cityscapes.get_config()
   config.model.dtype = args.dtype
@@ -58,7 +63,6 @@ def main():
         f'{sum(x.size for x in jax.tree.leaves(variables["params"])) / 1e6:.1f}M parameters '
         f'(init {time.perf_counter() - t:.0f} s)')
 
-  @functools.partial(jax.jit, compiler_options=conv.compiler_options())
   def generate(variables, frame, label_onehot, noise, z):
     out = model.apply(variables, frame, label_onehot, noise, z)  # Eval mode, T = 1.
     return {name: out[name] for name in ('refined', 'warped', 'flow', 'mask_fw', 'mask_bw')}
@@ -72,11 +76,12 @@ def main():
     noise = jnp.asarray(rng.standard_normal((b, h, w, model.channels)), jnp.float32)
     z = jnp.asarray(rng.standard_normal((b,) + model.latent_shape), jnp.float32)
     inputs[b] = (variables, frame, labels, noise, z)
-  for run in runs:
-    mode, b = run
+  for (mode, conv_mode, option), b in [(v, b) for v in variants for b in batches]:
+    run = (mode, b)
     t = time.perf_counter()
-    with conv.using_mode(mode):
-      compiled[run] = generate.lower(*inputs[b]).compile()
+    with conv.using_mode(conv_mode):  # A fresh jit per run: the mode is read while tracing.
+      compiled[run] = jax.jit(generate, compiler_options=xla_cpu_options.by_name(option)).lower(
+          *inputs[b]).compile()
     cost = compiled[run].cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops[run] = float(cost['flops'])

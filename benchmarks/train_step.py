@@ -14,10 +14,10 @@ TFLOP, 124 GFLOP/s (~67% of 185 GFLOP/s).
 --modes times the step with each convolution mode of `ops.conv` (`auto`: Winograd for wide
 3x3 layers, per-tap weight gradients, Eigen convolutions; `direct`: the same without Winograd;
 `xla`: XLA's defaults), the modes' steps alternating, and prints each against the first;
---options does the same for XLA:CPU's library choices (`ours`: `conv.compiler_options()`,
-Eigen's convolutions and products; `ynn_products`: YNNPACK's products, the choice before
-2026-12-04; `defaults`: XLA's), each combined with each mode; --profile adds a breakdown of one step's time by kind of XLA op (`xla_profile.py`) for the
-first mode.
+--options does the same for XLA:CPU's library choices (`xla_cpu_options.py`: `ours`, Eigen's
+convolutions and products; `ynn_products`, the choice before 2026-12-04; `defaults`), each
+with each mode; --profile adds a breakdown of one step's time by kind of XLA op
+(`xla_profile.py`) for the first mode.
 """
 
 import argparse
@@ -34,6 +34,7 @@ from seg2vid_jax import vgg_weights
 from seg2vid_jax.losses import img2vid as losses
 from seg2vid_jax.tasks import img2vid
 from seg2vid_jax.ops import conv
+import xla_cpu_options
 import xla_profile
 
 
@@ -69,18 +70,6 @@ def step_flops(state, batch, vgg):
   return float((cost[0] if isinstance(cost, (list, tuple)) else cost)['flops'])
 
 
-def compiler_options(name):
-  """XLA:CPU library choices by name (see --options), for the current `ops.conv` mode."""
-  if name == 'ours':
-    return conv.compiler_options()
-  if name == 'ynn_products':
-    return {'xla_cpu_experimental_ynn_fusion_type':
-            'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
-  if name == 'defaults':
-    return None
-  raise ValueError(f'--options: {name!r} is not one of ours, ynn_products, defaults')
-
-
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--batch', type=int, default=2)
@@ -93,7 +82,8 @@ def main():
   parser.add_argument('--modes', default='auto',
                       help='comma-separated convolution modes of ops.conv to time, alternately')
   parser.add_argument('--options', default='ours',
-                      help='comma-separated XLA:CPU library choices: ours, ynn_products, defaults')
+                      help='XLA:CPU library choices, comma-separated: '
+                      + ', '.join(xla_cpu_options.NAMES))
   parser.add_argument('--profile', action='store_true',
                       help='one more step under jax.profiler, time summed by kind of op')
   parser.add_argument('--json', help='also write the figures to this JSON file')
@@ -113,14 +103,13 @@ def main():
                                                                 args.width)), 20)}
   vgg = None if args.no_vgg else random_vgg_params()
   flops = step_flops(state, batch, vgg)
-  options = args.options.split(',')
-  modes = [f'{m}/{o}' if len(options) > 1 else m for m in args.modes.split(',') for o in options]
+  runs = xla_cpu_options.variants(args.modes.split(','), args.options.split(','))
+  modes = [label for label, _, _ in runs]
   compiled, memory, compile_s = {}, {}, {}
-  for mode in modes:  # Each mode traced afresh: the mode is read while tracing.
-    conv_mode, _, option = mode.partition('/')
+  for mode, conv_mode, option in runs:  # Each traced afresh: the mode is read while tracing.
     with conv.using_mode(conv_mode):
       step = jax.jit(lambda s, b, v: img2vid.train_step(s, b, v, seed=0, weights=losses.WEIGHTS),
-                     donate_argnums=0, compiler_options=compiler_options(option or options[0]))
+                     donate_argnums=0, compiler_options=xla_cpu_options.by_name(option))
       t = time.perf_counter()
       compiled[mode] = step.lower(state, batch, vgg).compile()
       compile_s[mode] = time.perf_counter() - t
