@@ -27,7 +27,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
-# Trains both stages of the CPU demo (stage 2 12-14 minutes on 2 cores), evaluates them, and
+# Trains both stages of the CPU demo (stage 2 11-14 minutes on 2 cores), evaluates them, and
 # generates videos from a label map and first frame the model has never seen, then from the
 # label map alone (stage 1 draws the first frame), 24 frames long; prints the results table.
 demo: $(STAMP)
