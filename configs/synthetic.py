@@ -13,8 +13,8 @@ objects' pixels (weight 0.15), 32 free nats, mask weight 1.0, the posterior's lo
 initialised at -6, the KL weight ramped from 0 over the run, flow heads in pixels, seed 3 (the
 best of seeds 0-3 of run W's recipe, rows T-W; the decoder reads z on 3 of the 4), batch 8
 (run B8), and the learning rate x0.1 from step 600 (run B8D600: all 5 of issue 11's demo targets
-at seeds 3 and 1, 4 at seed 0; B8D600e, after XLA:CPU's products moved to Eigen: all 5 at seed
-3; at a constant rate batch 8 meets 4 at seeds 3 and 0, batch 4 meets 3 and 1).
+at seeds 3 and 1, 4 at seed 0; B8D600e, after XLA:CPU's products moved to Eigen: all 5 at seeds
+3, 1 and 0; at a constant rate batch 8 met 4 at seeds 3 and 0, batch 4 met 3 and 1).
 `--config=configs/synthetic.py:published` is the same model and data with the published
 objective and seed 0 (configs/test.py, configs/synthetic_ablation.py and stage 1 build on it).
 """
