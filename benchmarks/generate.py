@@ -76,10 +76,12 @@ def main():
     noise = jnp.asarray(rng.standard_normal((b, h, w, model.channels)), jnp.float32)
     z = jnp.asarray(rng.standard_normal((b,) + model.latent_shape), jnp.float32)
     inputs[b] = (variables, frame, labels, noise, z)
-  for (mode, conv_mode, option), b in [(v, b) for v in variants for b in batches]:
-    run = (mode, b)
+  settings = {mode: (conv_mode, option) for mode, conv_mode, option in variants}
+  for run in runs:
+    mode, b = run
+    conv_mode, option = settings[mode]
     t = time.perf_counter()
-    with conv.using_mode(conv_mode):  # A fresh jit per run: the mode is read while tracing.
+    with conv.using_mode(conv_mode):  # jit per run: each library choice is its own program.
       compiled[run] = jax.jit(generate, compiler_options=xla_cpu_options.by_name(option)).lower(
           *inputs[b]).compile()
     cost = compiled[run].cost_analysis()
