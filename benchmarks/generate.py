@@ -12,7 +12,7 @@ FLOP count, the achieved GFLOP/s and the time the pass would take at the fp32 ma
 measured in the same run.
 
   CUDA_VISIBLE_DEVICES= python benchmarks/generate.py [--batches=1,8] [--repeats=3] \
-      [--modes=auto,direct] [--options=ours,ynn_products]
+      [--modes=auto,direct] [--options=ours,ynn_products] [--profile]
   (--dtype=bfloat16 to time bfloat16 compute instead)
 """
 
@@ -33,6 +33,7 @@ from seg2vid_jax.models import init_variables
 from seg2vid_jax.ops import conv
 from train_step import matmul_peak  # pylint: disable=g-import-not-at-top
 import xla_cpu_options  # pylint: disable=g-import-not-at-top,wrong-import-position
+import xla_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main():
@@ -45,6 +46,9 @@ def main():
   parser.add_argument('--options', default='ours',
                       help='XLA:CPU library choices, comma-separated: '
                       + ', '.join(xla_cpu_options.NAMES))
+  parser.add_argument('--profile', action='store_true',
+                      help='one more pass of the first mode under jax.profiler, time summed by '
+                      'kind of op (xla_profile.py)')
   args = parser.parse_args()
   batches = [int(b) for b in args.batches.split(',')]
   variants = xla_cpu_options.variants(args.modes.split(','), args.options.split(','))
@@ -120,6 +124,9 @@ def main():
     for b in batches:
       print(f'batch {b}: mode {modes[0]} is {med[mode, b] / med[modes[0], b]:.2f}x as fast as '
             f'mode {mode}')
+  if args.profile:
+    first = runs[0]
+    xla_profile.print_breakdown(*xla_profile.profile(compiled[first], *inputs[first[1]]))
 
 
 if __name__ == '__main__':

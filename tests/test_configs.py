@@ -43,15 +43,15 @@ def test_synthetic_variants_demo_and_published():
 
 
 def test_synthetic_long_is_the_demo_continued():
-  """configs/synthetic_long.py: the demo's config but for its length, batch 4 and constant
-  learning rate (docs/ABLATION.md, LY); the KL ramp stays at the demo's 800 steps."""
+  """configs/synthetic_long.py: the demo's config but for its length and the step of its
+  learning-rate decay (docs/ABLATION.md, LB8D); the KL ramp stays at the demo's 800 steps."""
   from configs import synthetic, synthetic_long  # pylint: disable=g-import-not-at-top
   demo, long = synthetic.get_config().to_dict(), synthetic_long.get_config().to_dict()
   length = ('num_train_steps', 'checkpoint_every_steps', 'sample_every_steps',
-            'log_every_steps', 'batch_size', 'lr_schedule', 'lr_decay_boundaries')
+            'log_every_steps', 'lr_decay_boundaries')
   assert {k: v for k, v in long.items() if k not in length} == {
       k: v for k, v in demo.items() if k not in length}
   assert (long['num_train_steps'], long['kl_warmup_steps']) == (6_000, 800)
-  assert (long['batch_size'], demo['batch_size']) == (4, 8)
-  assert (long['lr_schedule'], long['lr_decay_boundaries']) == ('constant', ())
+  assert (long['batch_size'], long['lr_schedule'], long['lr_decay_boundaries']) == (
+      8, 'piecewise', (4_500,))
   assert (demo['lr_schedule'], demo['lr_decay_boundaries']) == ('piecewise', (600,))
